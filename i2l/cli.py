@@ -1,0 +1,205 @@
+"""The ``i2l`` command: ``data``, ``train``, ``evaluate``, ``predict``, ``serve`` and ``demo``.
+
+Flags map onto :class:`i2l.config.Config` or onto the library functions; each handler is one call into
+the package. Errors a user can cause print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from i2l.config import PRESETS
+from i2l.errors import I2LError
+
+
+# ----------------------------------------------------------------------------- handlers
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from i2l.data.im2latex import download
+
+    path = download(variant=args.variant, dest=args.dest)
+    print(f"dataset ready in {path}")
+    return 0
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from i2l.data.im2latex import stats
+
+    print(json.dumps(stats(args.path), indent=2))
+    return 0
+
+
+def cmd_data_synth(args: argparse.Namespace) -> int:
+    from i2l.data.synth import make_dataset
+
+    path = make_dataset(
+        args.out, n=args.n, seed=args.seed, formulas_file=args.formulas, backend=args.backend,
+        workers=args.workers, overwrite=args.overwrite,
+    )
+    print(f"synthetic dataset written to {path}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from i2l.config import get_config
+
+    overrides = {}
+    for key in ("data_dir", "max_epochs", "devices", "num_nodes", "batch_size", "lr", "out_dir", "run_name",
+                "precision", "max_time_minutes", "num_workers", "seed"):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    if args.compile:
+        overrides["compile"] = True
+    if args.devices is not None and args.devices != "auto":
+        overrides["devices"] = int(args.devices)
+    if overrides.get("devices") not in (None, "auto", 1) or args.num_nodes not in (None, 1):
+        overrides["strategy"] = "ddp"
+    return get_config(args.preset, **overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from i2l.train import fit
+
+    result = fit(_train_config(args), resume=args.resume)
+    print(f"best checkpoint: {result.best_checkpoint}\nlast checkpoint: {result.last_checkpoint}\n"
+          f"metrics: {result.metrics_csv}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from i2l.evaluate import evaluate
+
+    evaluate(args.checkpoint, data_dir=args.data, split=args.split, beam_size=args.beam, limit=args.limit,
+             out_dir=args.out, batch_size=args.batch_size, render=args.render)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from i2l.infer import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    results = predictor.predict(args.images, beam=args.beam, max_len=args.max_len, strict=False)
+    failed = 0
+    for path, res in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": str(path), **res.to_dict()}))
+        elif res.error:
+            print(f"{path}\tERROR: {res.error}")
+        else:
+            print(f"{path}\t{res.latex}")
+        failed += bool(res.error)
+    return 1 if failed else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from i2l.serve import run
+
+    run(args.checkpoint, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from i2l.demo import run_demo
+
+    run_demo(minutes=args.minutes, n=args.n)
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="i2l", description="Images of mathematical formulas to LaTeX.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="download, generate or describe datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    d = dsub.add_parser("download", help="download Im2Latex-100K")
+    d.add_argument("--variant", choices=["processed", "raw"], default="processed")
+    d.add_argument("--dest", default="data/im2latex")
+    d.set_defaults(func=cmd_data_download)
+    d = dsub.add_parser("stats", help="counts and sizes of a dataset folder")
+    d.add_argument("path")
+    d.set_defaults(func=cmd_data_stats)
+    d = dsub.add_parser("synth", help="render a synthetic dataset in the processed layout")
+    d.add_argument("--n", type=int, default=4000, help="number of formulas to generate")
+    d.add_argument("--out", default="data/synth")
+    d.add_argument("--formulas", default=None, help="render this formula list (one per line) instead")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--backend", choices=["auto", "latex", "mathtext"], default="auto")
+    d.add_argument("--workers", type=int, default=None)
+    d.add_argument("--overwrite", action="store_true")
+    d.set_defaults(func=cmd_data_synth)
+
+    t = sub.add_parser("train", help="train a model")
+    t.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    t.add_argument("--data", dest="data_dir", default=None)
+    t.add_argument("--resume", action="store_true", help="continue from last.ckpt of the same run")
+    t.add_argument("--max-epochs", type=int, default=None)
+    t.add_argument("--max-time-minutes", type=float, default=None)
+    t.add_argument("--devices", default=None)
+    t.add_argument("--num-nodes", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--num-workers", type=int, default=None)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--precision", default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--out-dir", default=None)
+    t.add_argument("--run-name", default=None)
+    t.add_argument("--compile", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", choices=["train", "validate", "test"], default="test")
+    e.add_argument("--beam", type=int, default=1)
+    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--out", default=None, help="folder for predictions.tsv and metrics.json")
+    e.add_argument("--render", action="store_true", help="also compare rendered images (needs pdflatex)")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="transcribe images")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--beam", type=int, default=1)
+    pr.add_argument("--max-len", type=int, default=None)
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("serve", help="serve the web API and page")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=5.0)
+    s.set_defaults(func=cmd_serve)
+
+    dm = sub.add_parser("demo", help="synthetic data, a few CPU minutes of training, evaluation, transcriptions")
+    dm.add_argument("--minutes", type=float, default=None)
+    dm.add_argument("--n", type=int, default=None, help="synthetic formulas to generate")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``i2l`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (I2LError, FileNotFoundError) as exc:
+        print(f"i2l {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("i2l."):
+            print(f"i2l {args.command}: not available yet in this version ({exc.name} is missing)", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:  # pragma: no cover
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Tests for i2l.config: presets, JSON/YAML round trips, the smoke switch."""
+
+import dataclasses
+
+import pytest
+
+from i2l.config import PRESETS, Config, get_config, project_root, smoke_mode
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_json(name, tmp_path):
+    cfg = PRESETS[name]
+    again = Config.from_json(cfg.to_json())
+    assert again == cfg
+    assert isinstance(again.milestones, tuple)
+    path = cfg.save(tmp_path / "cfg.json")
+    assert Config.load(path) == cfg
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_yaml(name, tmp_path):
+    cfg = PRESETS[name].replace(limit_train=7, devices=2)
+    assert Config.from_yaml(cfg.to_yaml()) == cfg
+    assert Config.load(cfg.save(tmp_path / "cfg.yaml")) == cfg
+
+
+def test_seed_preset_is_the_original_recipe():
+    s = PRESETS["seed"]
+    assert (s.d_model, s.dim_feedforward, s.num_heads, s.num_layers) == (128, 256, 4, 2)
+    assert (s.dropout, s.max_len, s.lr, s.weight_decay, s.batch_size, s.max_epochs) == (0.3, 150, 1e-3, 1e-4, 8, 15)
+    assert s.schedule == "multistep" and s.milestones == (10,) and s.gamma == 0.5
+
+
+def test_replace_and_unknown_fields():
+    cfg = get_config("cpu", max_epochs=3)
+    assert cfg.max_epochs == 3 and cfg.name == "cpu"
+    assert dataclasses.replace(cfg, lr=0.5).lr == 0.5
+    with pytest.raises(ValueError, match="Unknown config field"):
+        Config.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="Unknown preset"):
+        get_config("huge")
+
+
+def test_smoke_switch(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("I2L_SMOKE", raising=False)
+    assert not smoke_mode()
+    assert get_config().name == "cpu"
+    monkeypatch.setenv("CI", "true")
+    assert smoke_mode() and get_config().name == "smoke"
+    monkeypatch.setenv("I2L_SMOKE", "0")
+    assert not smoke_mode()
+    monkeypatch.setenv("I2L_SMOKE", "1")
+    assert smoke_mode()
+
+
+def test_paths_resolve_against_project_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("I2L_HOME", str(tmp_path))
+    cfg = get_config("smoke")
+    assert project_root() == tmp_path
+    assert cfg.data_path == tmp_path / "data" / "synth"
+    assert cfg.run_dir == tmp_path / "runs" / "smoke"
+    assert cfg.resolve("/abs/x") == __import__("pathlib").Path("/abs/x")
