@@ -177,6 +177,7 @@ PRESETS: dict[str, Config] = {
     "smoke": Config(
         name="smoke",
         smoke=True,
+        data_dir="data/synth-smoke",
         synth_size=240,
         max_len=60,
         batch_size=8,

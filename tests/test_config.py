@@ -58,6 +58,6 @@ def test_paths_resolve_against_project_root(monkeypatch, tmp_path):
     monkeypatch.setenv("I2L_HOME", str(tmp_path))
     cfg = get_config("smoke")
     assert project_root() == tmp_path
-    assert cfg.data_path == tmp_path / "data" / "synth"
+    assert cfg.data_path == tmp_path / "data" / "synth-smoke"
     assert cfg.run_dir == tmp_path / "runs" / "smoke"
     assert cfg.resolve("/abs/x") == __import__("pathlib").Path("/abs/x")
