@@ -1,0 +1,464 @@
+"""The network: a ResNet-18 encoder cut after ``layer3`` and a Transformer decoder with a key/value cache.
+
+Pipeline (shapes for a batch of B images padded to H x W, d = d_model, h = num_heads, V = vocabulary size)::
+
+    images (B, 1, H, W), 1.0 = white  --invert-->  x = 1 - images (white = 0 = the convolutions' zero padding)
+    ResNet-18 stem + layer1..layer3      (B, 256, H/16, W/16)   stride 16, masked outside each image's size
+    1x1 conv to d_model + 2-D sinusoid   (B, d, H', W')
+    flatten                              memory (B, S = H' * W', d), memory_mask (B, S) True = padding
+    Decoder: embedding * sqrt(d) + 1-D sinusoid, num_layers x [self-attn, cross-attn, feed-forward]
+    Linear                               logits (B, T, V)
+
+The decoder layers are written by hand with :func:`torch.nn.functional.scaled_dot_product_attention` so that
+incremental decoding (:meth:`Im2LatexModel.decode_step`) reuses the cached self-attention keys/values of the
+previous tokens and the cross-attention keys/values of the image, computed once (:class:`DecoderState`).
+
+Padding never changes a prediction: the feature maps are zeroed outside each image's own size after every
+convolution block (exactly what zero padding does at the image's border), and attention ignores the padded
+positions. So an image decoded alone or inside a white-padded batch gives the same result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from i2l.config import Config
+from i2l.errors import I2LError
+
+STRIDE = 16  # total downsampling of the encoder (conv1 2, maxpool 2, layer2 2, layer3 2)
+BACKBONE_CHANNELS = 256  # channels out of resnet18.layer3
+MAX_IMAGE_SIDE = 4096  # larger images raise I2LError (memory); the processed Im2Latex images are < 1000 px
+
+
+# ----------------------------------------------------------------------------- positional encodings
+def sinusoid_1d(length: int, d_model: int, device: torch.device | None = None) -> Tensor:
+    """The Transformer's sinusoidal table: (length, d_model), sin on even channels, cos on odd ones."""
+    position = torch.arange(length, dtype=torch.float32, device=device)[:, None]  # (L, 1)
+    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / d_model))
+    pe = torch.zeros(length, d_model, device=device)  # (L, d)
+    pe[:, 0::2] = torch.sin(position * div)
+    pe[:, 1::2] = torch.cos(position * div)[:, : d_model // 2]
+    return pe
+
+
+def sinusoid_2d(height: int, width: int, d_model: int, device: torch.device | None = None) -> Tensor:
+    """2-D sinusoidal encoding (d_model, H, W): the first half of the channels encode y, the second half x."""
+    if d_model % 4:
+        raise I2LError(f"d_model must be a multiple of 4 for the 2-D positional encoding, got {d_model}")
+    half = d_model // 2
+    pe_y = sinusoid_1d(height, half, device)  # (H, d/2)
+    pe_x = sinusoid_1d(width, half, device)  # (W, d/2)
+    pe = torch.cat(
+        [pe_y.T[:, :, None].expand(half, height, width), pe_x.T[:, None, :].expand(half, height, width)], dim=0
+    )
+    return pe  # (d, H, W)
+
+
+# ----------------------------------------------------------------------------- input checks
+def check_images(images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """Validate and normalise a batch: returns float images (B, 1, H, W) and long sizes (B, 2) or None.
+
+    Accepts (H, W), (1, H, W) or (B, 1, H, W); uint8 is divided by 255. Raises :class:`I2LError` with what to do.
+    """
+    if not isinstance(images, Tensor):
+        raise I2LError(f"images must be a torch.Tensor (B, 1, H, W) with values in [0, 1], got {type(images)}")
+    if images.dim() == 2:
+        images = images[None, None]
+    elif images.dim() == 3:
+        if images.shape[0] != 1:
+            raise I2LError(
+                f"a 3-D image must be (1, H, W) grayscale, got shape {tuple(images.shape)}; "
+                "convert colour images with PIL .convert('L') or pass a batch (B, 1, H, W)"
+            )
+        images = images[None]
+    elif images.dim() != 4:
+        raise I2LError(f"images must be (B, 1, H, W), got shape {tuple(images.shape)}")
+    B, C, H, W = images.shape
+    if C != 1:
+        raise I2LError(
+            f"images must have one (grayscale) channel, got {C} channels (shape {tuple(images.shape)}); "
+            "convert with PIL .convert('L') or images.mean(1, keepdim=True)"
+        )
+    if B == 0 or H == 0 or W == 0:
+        raise I2LError(f"empty image batch of shape {tuple(images.shape)}: nothing to encode")
+    if max(H, W) > MAX_IMAGE_SIDE:
+        raise I2LError(
+            f"image of {H} x {W} pixels is larger than the maximum side {MAX_IMAGE_SIDE}: "
+            "crop it to the formula or downscale it (formulas are rendered at about 100 dpi in Im2Latex)"
+        )
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    elif not images.is_floating_point():
+        raise I2LError(f"images must be float in [0, 1] (or uint8), got dtype {images.dtype}")
+    if sizes is not None:
+        sizes = torch.as_tensor(sizes, device=images.device).long()
+        if sizes.shape != (B, 2):
+            raise I2LError(f"sizes must be (B, 2) = (height, width) per image, got shape {tuple(sizes.shape)}")
+        if (sizes < 1).any() or (sizes[:, 0] > H).any() or (sizes[:, 1] > W).any():
+            raise I2LError(
+                f"sizes must lie in [1, {H}] x [1, {W}] (the padded batch), got {sizes.tolist()}; "
+                "sizes are each image's (height, width) before padding"
+            )
+    return images, sizes
+
+
+def _ceil_div(a: Tensor, b: int) -> Tensor:
+    return (a + b - 1) // b
+
+
+# ----------------------------------------------------------------------------- encoder
+class Encoder(nn.Module):
+    """ResNet-18 up to layer3 (stride 16) + 1x1 conv to d_model + 2-D positional encoding, flattened."""
+
+    def __init__(self, d_model: int, pretrained_backbone: bool = False, dropout: float = 0.0):
+        super().__init__()
+        import torchvision
+
+        weights = None
+        if pretrained_backbone:
+            weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+        try:
+            resnet = torchvision.models.resnet18(weights=weights)
+        except Exception as e:  # no network, no cached file, corrupt download
+            raise I2LError(
+                "pretrained_backbone=True but the torchvision ImageNet weights for resnet18 could not be loaded "
+                f"({type(e).__name__}: {e}). Connect to the internet once (they are cached in ~/.cache/torch), "
+                "or set pretrained_backbone=False to train from scratch."
+            ) from e
+        conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if pretrained_backbone:
+            with torch.no_grad():  # a grey image fed as RGB sees the sum of the three colour filters
+                conv1.weight.copy_(resnet.conv1.weight.sum(dim=1, keepdim=True))
+        self.conv1, self.bn1, self.relu, self.maxpool = conv1, resnet.bn1, resnet.relu, resnet.maxpool
+        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
+        self.proj = nn.Conv2d(BACKBONE_CHANNELS, d_model, kernel_size=1)
+        self.dropout = nn.Dropout(dropout)
+        self.d_model = d_model
+
+    @staticmethod
+    def feature_shape(height: int, width: int) -> tuple[int, int]:
+        """(H', W') of the feature map for an H x W input: ceil(H / 16), ceil(W / 16)."""
+        return -(-height // STRIDE), -(-width // STRIDE)
+
+    @staticmethod
+    def _mask(valid: Tensor | None, height: int, width: int) -> Tensor | None:
+        """(B, 1, height, width) float, 1 inside each image's valid (h, w), 0 outside; None = all valid."""
+        if valid is None:
+            return None
+        ys = torch.arange(height, device=valid.device)
+        xs = torch.arange(width, device=valid.device)
+        m = (ys[None, :, None] < valid[:, 0, None, None]) & (xs[None, None, :] < valid[:, 1, None, None])
+        return m[:, None].float()
+
+    def _block(self, block: nn.Module, x: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """A torchvision BasicBlock, zeroing the outside of each image after every convolution."""
+        stride = block.conv1.stride[0]
+        if valid is not None and stride > 1:
+            valid = _ceil_div(valid, stride)
+        out = block.relu(block.bn1(block.conv1(x)))
+        mask = self._mask(valid, out.shape[-2], out.shape[-1])
+        if mask is not None:
+            out = out * mask
+        out = block.bn2(block.conv2(out))
+        identity = x if block.downsample is None else block.downsample(x)
+        out = block.relu(out + identity)
+        if mask is not None:
+            out = out * mask
+        return out, valid
+
+    def forward(self, images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """images (B, 1, H, W) -> feature map (B, d_model, H', W') and valid mask (B, H', W') bool."""
+        B, _, H, W = images.shape
+        valid = None  # (B, 2) valid (h, w) at the current resolution; None = whole image valid
+        if sizes is not None and not bool((sizes[:, 0] == H).all() and (sizes[:, 1] == W).all()):
+            valid = sizes
+        x = 1.0 - images  # (B, 1, H, W): ink > 0, white background = 0 = zero padding
+        mask = self._mask(valid, H, W)
+        if mask is not None:
+            x = x * mask
+        x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H/2, W/2)
+        if valid is not None:
+            valid = _ceil_div(valid, 2)
+            x = x * self._mask(valid, x.shape[-2], x.shape[-1])
+        x = self.maxpool(x)  # (B, 64, H/4, W/4); inputs >= 0, so masked zeros never win the max
+        if valid is not None:
+            valid = _ceil_div(valid, 2)
+            x = x * self._mask(valid, x.shape[-2], x.shape[-1])
+        for layer in (self.layer1, self.layer2, self.layer3):  # (B, 64|128|256, H/4|H/8|H/16, ...)
+            for block in layer:
+                x, valid = self._block(block, x, valid)
+        x = self.proj(x)  # (B, d, H', W')
+        Hf, Wf = x.shape[-2:]
+        x = x + sinusoid_2d(Hf, Wf, self.d_model, x.device)[None].to(x.dtype)
+        x = self.dropout(x)
+        if valid is None:
+            valid_mask = torch.ones(B, Hf, Wf, dtype=torch.bool, device=x.device)
+        else:
+            valid_mask = self._mask(valid, Hf, Wf)[:, 0].bool()
+        return x, valid_mask
+
+
+# ----------------------------------------------------------------------------- decoder
+class Attention(nn.Module):
+    """Multi-head attention with separate query and key/value projections (keys/values can be cached)."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
+        super().__init__()
+        if d_model % num_heads:
+            raise I2LError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.num_heads, self.head_dim, self.dropout = num_heads, d_model // num_heads, dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _heads(self, x: Tensor) -> Tensor:  # (B, T, d) -> (B, h, T, d/h)
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, S, d) -> keys, values (B, h, S, d/h)."""
+        k, v = self.kv_proj(x).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def forward(
+        self,
+        x: Tensor,
+        k: Tensor,
+        v: Tensor,
+        attn_mask: Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Queries from x (B, T, d) over keys/values (B, h, S, d/h) -> (B, T, d) [, weights (B, h, T, S)].
+
+        attn_mask: bool, broadcastable to (B, h, T, S), True = may attend (the SDPA convention).
+        """
+        B, T, _ = x.shape
+        q = self._heads(self.q_proj(x))  # (B, h, T, d/h)
+        weights = None
+        if need_weights:  # explicit softmax, for plots only
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
+            if is_causal:
+                causal = torch.ones(T, k.shape[-2], dtype=torch.bool, device=x.device).tril()
+                attn_mask = causal if attn_mask is None else attn_mask & causal
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            out = weights @ v
+        else:
+            p = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
+        out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d)
+        return self.out_proj(out), weights
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention, cross-attention and feed-forward; pre-norm (norm_first) or post-norm like the paper."""
+
+    def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, norm_first: bool):
+        super().__init__()
+        self.norm_first = norm_first
+        self.self_attn = Attention(d_model, num_heads, dropout)
+        self.cross_attn = Attention(d_model, num_heads, dropout)
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim_feedforward, d_model)
+        )
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        cross_kv: tuple[Tensor, Tensor],
+        cross_mask: Tensor | None,
+        self_cache: tuple[Tensor, Tensor] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+        """x (B, T, d) -> (B, T, d), the self-attention keys/values including x's, cross weights or None.
+
+        With ``self_cache`` (keys/values (B, h, t, d/h) of the t previous tokens), x holds the new tokens only
+        and attends to the cache and to itself (T = 1 in incremental decoding, no causal mask needed).
+        """
+        h = self.norm1(x) if self.norm_first else x
+        k, v = self.self_attn.keys_values(h)  # (B, h, T, d/h)
+        if self_cache is not None:
+            k, v = torch.cat([self_cache[0], k], dim=2), torch.cat([self_cache[1], v], dim=2)  # (B, h, t+T, d/h)
+        causal = x.shape[1] > 1
+        if causal and self_cache is not None and self_cache[0].shape[2] > 0:
+            raise NotImplementedError("several new tokens on top of a cache: decode one token at a time")
+        sa, _ = self.self_attn(h, k, v, is_causal=causal)
+        x = x + self.drop1(sa) if self.norm_first else self.norm1(x + self.drop1(sa))
+
+        h = self.norm2(x) if self.norm_first else x
+        ca, weights = self.cross_attn(h, *cross_kv, attn_mask=cross_mask, need_weights=need_weights)
+        x = x + self.drop2(ca) if self.norm_first else self.norm2(x + self.drop2(ca))
+
+        h = self.norm3(x) if self.norm_first else x
+        x = x + self.drop3(self.ff(h)) if self.norm_first else self.norm3(x + self.drop3(self.ff(h)))
+        return x, (k, v), weights
+
+
+@dataclass
+class DecoderState:
+    """What incremental decoding keeps between steps, for a batch of N rows (images or beams).
+
+    cross_kv[l]: cross-attention keys/values of layer l (N, h, S, d/h), computed once from the memory;
+    cross_mask: (N, 1, 1, S) bool, True = may attend, or None when no position is padding;
+    self_kv[l]: self-attention keys/values of the tokens fed so far (N, h, t, d/h); length = t.
+    """
+
+    cross_kv: list[tuple[Tensor, Tensor]]
+    cross_mask: Tensor | None
+    self_kv: list[tuple[Tensor, Tensor]]
+    length: int = 0
+
+    def select(self, index: Tensor, cross: bool = True) -> DecoderState:
+        """Keep rows ``index`` (N',): drop finished sequences or reorder beams (``cross=False``: the rows keep
+        their image, so the cross-attention keys/values are left as they are)."""
+        self_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv]
+        if not cross:
+            return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
+        cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
+        mask = None if self.cross_mask is None else self.cross_mask.index_select(0, index)
+        return DecoderState(cross_kv, mask, self_kv, self.length)
+
+
+class Decoder(nn.Module):
+    """Token embedding (scaled by sqrt(d_model)) + 1-D sinusoid, decoder layers, final norm (pre-norm), Linear."""
+
+    def __init__(self, cfg: Config, vocab_size: int):
+        super().__init__()
+        d = cfg.d_model
+        self.d_model, self.norm_first = d, cfg.norm_first
+        self.embedding = nn.Embedding(vocab_size, d)
+        nn.init.normal_(self.embedding.weight, std=d**-0.5)  # after the sqrt(d) scaling: unit variance
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(
+            DecoderLayer(d, cfg.num_heads, cfg.dim_feedforward, cfg.dropout, cfg.norm_first)
+            for _ in range(cfg.num_layers)
+        )
+        self.norm = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
+        self.output = nn.Linear(d, vocab_size)
+        self.register_buffer("pe", sinusoid_1d(512, d), persistent=False)  # (512, d), grown on demand
+
+    def positions(self, start: int, length: int) -> Tensor:
+        """Positional encodings (length, d) for positions start .. start + length - 1."""
+        if start + length > self.pe.shape[0]:
+            self.pe = sinusoid_1d(2 * (start + length), self.d_model, self.pe.device)
+        return self.pe[start : start + length]
+
+    def embed(self, tokens: Tensor, start: int = 0) -> Tensor:
+        """tokens (B, T) -> (B, T, d)."""
+        x = self.embedding(tokens) * math.sqrt(self.d_model) + self.positions(start, tokens.shape[1]).to(
+            self.embedding.weight.dtype
+        )
+        return self.dropout(x)
+
+    def init_state(self, memory: Tensor, memory_mask: Tensor | None) -> DecoderState:
+        """Cross-attention keys/values of every layer, computed once: memory (B, S, d) -> DecoderState."""
+        cross_kv = [layer.cross_attn.keys_values(memory) for layer in self.layers]  # (B, h, S, d/h) each
+        cross_mask = None
+        if memory_mask is not None and bool(memory_mask.any()):
+            cross_mask = ~memory_mask[:, None, None, :]  # (B, 1, 1, S) True = attend
+        empty = memory.new_zeros(memory.shape[0], self.layers[0].self_attn.num_heads, 0,
+                                 self.layers[0].self_attn.head_dim) if len(self.layers) else None  # (B, h, 0, d/h)
+        return DecoderState(cross_kv, cross_mask, [(empty, empty) for _ in self.layers], 0)
+
+    def forward(self, tokens: Tensor, state: DecoderState, need_weights: bool = False) -> tuple[Tensor, list]:
+        """Teacher forcing from an empty state: tokens (B, T) -> logits (B, T, V), cross weights per layer."""
+        x = self.embed(tokens)  # (B, T, d)
+        weights = []
+        for layer, cross_kv in zip(self.layers, state.cross_kv):
+            x, _, w = layer(x, cross_kv, state.cross_mask, None, need_weights)
+            weights.append(w)
+        return self.output(self.norm(x)), weights  # (B, T, V)
+
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """One incremental step: the newest tokens (N,) -> logits (N, V) and the state with their keys/values."""
+        x = self.embed(tokens[:, None], start=state.length)  # (N, 1, d)
+        self_kv = []
+        for layer, cross_kv, cache in zip(self.layers, state.cross_kv, state.self_kv):
+            x, kv, _ = layer(x, cross_kv, state.cross_mask, cache)
+            self_kv.append(kv)  # (N, h, t+1, d/h)
+        logits = self.output(self.norm(x[:, 0]))  # (N, V)
+        return logits, DecoderState(state.cross_kv, state.cross_mask, self_kv, state.length + 1)
+
+
+# ----------------------------------------------------------------------------- the model
+class Im2LatexModel(nn.Module):
+    """ResNet-18 encoder + Transformer decoder; ``forward`` for training, ``decode_step`` for cached decoding."""
+
+    def __init__(self, cfg: Config, vocab_size: int):
+        super().__init__()
+        if vocab_size < 4:
+            raise I2LError(f"vocab_size must be at least 4 (the special tokens), got {vocab_size}")
+        self.cfg, self.vocab_size = cfg, vocab_size
+        self.encoder = Encoder(cfg.d_model, cfg.pretrained_backbone, cfg.dropout)
+        self.decoder = Decoder(cfg, vocab_size)
+
+    @staticmethod
+    def feature_shape(height: int, width: int) -> tuple[int, int]:
+        """(H', W') of the encoder's feature map for an H x W image."""
+        return Encoder.feature_shape(height, width)
+
+    def encode(self, images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """images (B, 1, H, W), sizes (B, 2) -> memory (B, S, d_model), memory_mask (B, S) bool, True = padding."""
+        images, sizes = check_images(images, sizes)
+        features, valid = self.encoder(images, sizes)  # (B, d, H', W'), (B, H', W')
+        memory = features.flatten(2).transpose(1, 2)  # (B, S, d)
+        return memory, ~valid.flatten(1)  # (B, S, d), (B, S)
+
+    def init_state(self, memory: Tensor, memory_mask: Tensor | None = None) -> DecoderState:
+        """The decoding state for memory (B, S, d): cross-attention keys/values precomputed, empty cache."""
+        return self.decoder.init_state(memory, memory_mask)
+
+    def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Feed the newest tokens (N,) -> logits (N, V) for the next token, and the grown state."""
+        return self.decoder.step(tokens, state)
+
+    def decode_full(self, memory: Tensor, memory_mask: Tensor | None, tokens: Tensor) -> Tensor:
+        """Full recomputation (no cache): tokens (B, T) -> logits (B, T, V)."""
+        return self.decoder(tokens, self.decoder.init_state(memory, memory_mask))[0]
+
+    def forward(self, images: Tensor, tokens: Tensor, sizes: Tensor | None = None) -> Tensor:
+        """Teacher forcing: images (B, 1, H, W), decoder input tokens (B, T) -> logits (B, T, V)."""
+        memory, memory_mask = self.encode(images, sizes)
+        return self.decode_full(memory, memory_mask, tokens)
+
+
+def parameter_counts(model: Im2LatexModel) -> dict[str, int]:
+    """Number of parameters per part: backbone, projection, embedding, decoder layers, output, total."""
+
+    def count(*modules: nn.Module) -> int:
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    enc, dec = model.encoder, model.decoder
+    return {
+        "encoder.backbone": count(enc.conv1, enc.bn1, enc.layer1, enc.layer2, enc.layer3),
+        "encoder.proj": count(enc.proj),
+        "decoder.embedding": count(dec.embedding),
+        "decoder.layers": count(dec.layers, dec.norm),
+        "decoder.output": count(dec.output),
+        "total": count(model),
+    }
+
+
+__all__ = [
+    "Im2LatexModel",
+    "Encoder",
+    "Decoder",
+    "DecoderLayer",
+    "DecoderState",
+    "Attention",
+    "sinusoid_1d",
+    "sinusoid_2d",
+    "check_images",
+    "parameter_counts",
+    "STRIDE",
+    "MAX_IMAGE_SIDE",
+]
