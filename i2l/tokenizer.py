@@ -27,6 +27,7 @@ _RAW_TOKEN = re.compile(
     r"|\\[^a-zA-Z\s]"  # an escaped symbol, e.g. \{ \} \, \; \! \%
     r"|\\\s"  # an escaped space "\ "
     r"|[^\s\\]"  # any other single character (letters, digits, braces, operators)
+    r"|\\"  # a lone backslash (at the end of the input)
 )
 
 
