@@ -1,0 +1,197 @@
+"""Tests of i2l.evaluate: image comparison, the TSV round trip, and a full evaluation with a tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from i2l.evaluate import (
+    TSV_COLUMNS,
+    binarize,
+    default_out_dir,
+    format_table,
+    images_match,
+    read_predictions,
+    write_predictions,
+)
+
+# made-up formulas (never real ones) over a tiny alphabet
+TRAIN_FORMULAS = [f"{a} {op} {b}" for a in "xyab" for op in "+-=" for b in "123"][:36] + ["x ^ { 2 }"] * 4
+VAL_FORMULAS = ["x + 1", "a - 2", "y = 3", "b + \\zeta", "x ^ { 2 }", "a = 1"]  # "\zeta": not in the vocab
+
+
+# ----------------------------------------------------------------------------- image comparison
+def _ink(h, w, boxes):
+    a = np.ones((h, w), dtype=np.float32)
+    for r0, r1, c0, c1 in boxes:
+        a[r0:r1, c0:c1] = 0.0
+    return a
+
+
+def test_binarize_crops_to_ink():
+    mask = binarize(_ink(20, 30, [(5, 8, 10, 12)]))
+    assert mask.shape == (3, 2) and mask.all()
+    assert binarize(np.ones((5, 5))).shape == (0, 0)
+    assert binarize(Image.new("L", (10, 10), 255)).shape == (0, 0)
+
+
+def test_images_match():
+    a = _ink(20, 40, [(2, 6, 3, 5), (2, 6, 8, 10)])
+    shifted = _ink(30, 50, [(12, 16, 13, 15), (12, 16, 18, 20)])  # same ink elsewhere on a larger canvas
+    wider = _ink(20, 40, [(2, 6, 3, 5), (2, 6, 9, 11)])  # one more blank column between the glyphs
+    other = _ink(20, 40, [(2, 7, 3, 5), (2, 6, 8, 10)])
+    assert images_match(a, shifted) == (True, True)
+    assert images_match(a, wider) == (False, True)
+    assert images_match(a, other) == (False, False)
+    assert images_match(np.ones((4, 4)), np.ones((6, 6))) == (True, True)  # both blank
+
+
+# ----------------------------------------------------------------------------- files
+def test_predictions_tsv_round_trip(tmp_path):
+    rows = [{"image": "a.png", "reference": "x \\\\ y", "prediction": "x\ty\nz", "status": "ok", "ref_len": 3,
+             "pred_len": 3, "edit_distance": 2, "cer": 2 / 3, "bleu": 0.0, "exact_match": 0.0,
+             "exact_match_nospace": 0.0, "unknown_in_ref": 1}]
+    path = write_predictions(rows, tmp_path / "predictions.tsv")
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == list(TSV_COLUMNS) and len(lines) == 2
+    back = read_predictions(tmp_path)
+    assert back[0]["prediction"] == "x y z" and back[0]["reference"] == "x \\\\ y"
+    assert back[0]["cer"] == pytest.approx(2 / 3, abs=1e-5) and back[0]["unknown_in_ref"] == 1.0
+
+
+def test_default_out_dir(tmp_path):
+    assert default_out_dir(tmp_path / "run" / "checkpoints" / "best.ckpt", "test", 5) == \
+        (tmp_path / "run" / "eval" / "test-beam5").resolve()
+    assert default_out_dir(tmp_path / "x.ckpt", "validate", 1) == (tmp_path / "eval" / "validate-beam1").resolve()
+
+
+def test_format_table():
+    text = format_table({"split": "test", "beam_size": 1, "n": 3, "bleu": 0.5, "edit_accuracy": 0.25,
+                         "exact_match": 0.0, "exact_match_nospace": 1 / 3, "seed_bleu": 0.4, "seed_cer": 0.6,
+                         "seed_edit_distance": 2.0, "seed_exact_match": 0.0, "counts": {"samples": 3, "ok": 2}})
+    assert "BLEU-4 (corpus)" in text and "0.5000" in text and "0.3333" in text
+    assert "counts: samples 3, ok 2" in text
+
+
+# ----------------------------------------------------------------------------- full evaluation
+def _draw(text: str) -> Image.Image:
+    img = Image.new("L", (16 + 7 * len(text), 32), 255)
+    ImageDraw.Draw(img).text((8, 10), text, fill=0)
+    return img
+
+
+def make_tiny_dataset(root: Path) -> Path:
+    """A processed-layout folder: 40 train, 6 validate formulas drawn with PIL's font, one corrupt image."""
+    images = root / "images_processed"
+    images.mkdir(parents=True)
+    formulas = TRAIN_FORMULAS + VAL_FORMULAS
+    (root / "formulas.norm.lst").write_text("\n".join(formulas) + "\n")
+    lines = {"train": [], "validate": []}
+    for k, f in enumerate(formulas):
+        split = "train" if k < len(TRAIN_FORMULAS) else "validate"
+        _draw(f).save(images / f"f{k:03d}.png")
+        lines[split].append(f"f{k:03d}.png {k}")
+    (images / "f999.png").write_bytes(b"not a png at all")  # corrupt: load_split keeps it, reading fails
+    lines["validate"].append(f"f999.png {len(TRAIN_FORMULAS)}")
+    (root / "train_filter.lst").write_text("\n".join(lines["train"]) + "\n")
+    (root / "validate_filter.lst").write_text("\n".join(lines["validate"]) + "\n")
+    (root / "test_filter.lst").write_text("\n".join(lines["validate"]) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tinyset") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_data, tmp_path_factory) -> Path:
+    """One epoch of the smoke model on the tiny set (seconds on a CPU)."""
+    pytest.importorskip("i2l.decoding", reason="i2l.decoding (model developer) is not in this checkout yet")
+    from i2l.config import get_config
+    from i2l.train import fit
+
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = get_config("smoke", data_dir=str(tiny_data), out_dir=str(runs), run_name="tiny", max_epochs=1,
+                     accelerator="cpu", devices=1, max_len=20)
+    result = fit(cfg, progress_bar=False)
+    ckpt = result.best_checkpoint or result.last_checkpoint
+    assert ckpt is not None and Path(ckpt).is_file()
+    return Path(ckpt)
+
+
+def test_evaluate_writes_files_and_counts_problems(tiny_checkpoint, tiny_data, tmp_path):
+    from i2l.evaluate import evaluate
+
+    m = evaluate(tiny_checkpoint, tiny_data, split="validate", out_dir=tmp_path, batch_size=4, device="cpu",
+                 progress=False)
+    assert (tmp_path / "predictions.tsv").is_file() and (tmp_path / "metrics.json").is_file()
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["bleu"] == pytest.approx(m["bleu"])
+    for key in ("bleu", "edit_accuracy", "exact_match", "exact_match_nospace", "seed_bleu", "seed_cer",
+                "seed_edit_distance", "seed_exact_match"):
+        assert 0.0 <= on_disk[key] <= (100 if key == "seed_edit_distance" else 1.0)
+    c = on_disk["counts"]
+    assert on_disk["n"] == c["samples"] == len(VAL_FORMULAS) + 1
+    assert c["unreadable_images"] == 1
+    assert c["refs_with_unknown"] == 1 and c["unknown_tokens"] == 1
+    assert c["ok"] + c["empty_predictions"] + c["failed_predictions"] + c["unreadable_images"] == c["samples"]
+    rows = read_predictions(tmp_path)
+    assert len(rows) == c["samples"]
+    bad = [r for r in rows if r["image"].endswith("f999.png")][0]
+    assert bad["status"] == "unreadable" and bad["prediction"] == "" and bad["exact_match"] == 0.0
+    assert [r["reference"] for r in rows[:3]] == VAL_FORMULAS[:3]
+
+
+def test_evaluate_limit_and_beam(tiny_checkpoint, tiny_data, tmp_path):
+    from i2l.evaluate import evaluate
+
+    m = evaluate(tiny_checkpoint, tiny_data, split="validate", beam_size=2, limit=3, out_dir=tmp_path,
+                 device="cpu", progress=False, verbose=False)
+    assert m["n"] == 3 and m["beam_size"] == 2
+    assert len(read_predictions(tmp_path)) == 3
+
+
+def test_evaluate_errors(tiny_checkpoint, tiny_data, tmp_path):
+    from i2l.errors import I2LError
+    from i2l.evaluate import evaluate
+
+    with pytest.raises(I2LError, match="not found"):
+        evaluate(tmp_path / "missing.ckpt", tiny_data, split="validate")
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_data, empty)
+    (empty / "validate_filter.lst").write_text("")
+    with pytest.raises(I2LError, match="no samples"):
+        evaluate(tiny_checkpoint, empty, split="validate", out_dir=tmp_path / "o", progress=False)
+
+
+def test_cli_evaluate_on_real_sample(tiny_checkpoint, shared_data, tmp_path, capsys):
+    from i2l.cli import main
+
+    sample = shared_data / "im2latex" / "sample" / "processed"
+    rc = main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(sample), "--split", "validate",
+               "--limit", "6", "--batch-size", "3", "--out", str(tmp_path)])
+    assert rc == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["n"] == 6 and m["split"] == "validate"
+    assert m["counts"]["refs_with_unknown"] > 0  # a model trained on x, y, a, b cannot know arXiv's tokens
+    assert len(read_predictions(tmp_path)) == 6
+    assert "standard protocol" in capsys.readouterr().out
+
+
+def test_render_back():
+    render = pytest.importorskip("i2l.data.render", reason="i2l.data.render (synth developer) not here yet")
+    from i2l.evaluate import render_back
+
+    if render is None:  # pragma: no cover
+        return
+    rb = render_back(["x + 1", "a ^ { 2 }", "b"], ["x + 1", "a ^ { 3 }", None], backend="auto")
+    assert rb["ref_render_rate"] == 1.0
+    assert rb["render_rate"] == pytest.approx(2 / 3)
+    assert rb["matches"] == [(True, True), (False, False), (False, False)]
+    assert rb["image_exact_match"] == pytest.approx(1 / 3)
