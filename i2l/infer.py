@@ -1,0 +1,213 @@
+"""The Predictor: a checkpoint in, LaTeX out, for the CLI, the web API and the notebook widgets alike.
+
+>>> predictor = Predictor.from_checkpoint("runs/cpu/checkpoints/best.ckpt")
+>>> [result] = predictor.predict(["formula.png"], beam=5)
+>>> result.latex, result.candidates[0].score
+
+Images go through :func:`i2l.preprocess.prepare` (any mode, background and scale), are batched by width
+and decoded with :func:`i2l.decoding.decode` under a lock, so one Predictor can serve many threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2l.config import Config
+from i2l.errors import I2LError
+from i2l.preprocess import PAGE_GLYPH_HEIGHT, ImageSource, Prepared, prepare, to_batch
+from i2l.tokenizer import Vocab
+
+MAX_BEAM = 20
+
+
+@dataclass
+class Candidate:
+    """One beam search hypothesis: its LaTeX (space-separated tokens) and its length-normalised score."""
+
+    latex: str
+    score: float
+
+
+@dataclass
+class PredictionResult:
+    """What the model read in one image; ``error`` is set (and the rest empty) when the image was unusable."""
+
+    latex: str = ""
+    tokens: list[str] = field(default_factory=list)
+    token_scores: list[float] = field(default_factory=list)  # probability of each token of ``tokens``
+    score: float | None = None  # length-normalised log-probability of the best hypothesis
+    candidates: list[Candidate] = field(default_factory=list)  # best first; one for greedy decoding
+    error: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+    image: Image.Image | None = field(default=None, repr=False)  # the processed image the model saw
+    scale: float | None = None  # how much preprocessing rescaled the input
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was read (no error)."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: latex, tokens, token_scores, score, candidates [{latex, score}], error, scale."""
+        return {
+            "latex": self.latex,
+            "tokens": self.tokens,
+            "token_scores": [round(p, 6) for p in self.token_scores],
+            "score": None if self.score is None else round(self.score, 6),
+            "candidates": [{"latex": c.latex, "score": round(c.score, 6)} for c in self.candidates],
+            "error": self.error,
+            "scale": None if self.scale is None else round(self.scale, 4),
+        }
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, then MPS, else the CPU; any other value as given."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _is_single(images: Any) -> bool:
+    return isinstance(images, (str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray, torch.Tensor))
+
+
+class Predictor:
+    """A trained model with its vocabulary and config; :meth:`predict` turns images into LaTeX."""
+
+    def __init__(self, model: torch.nn.Module, vocab: Vocab, cfg: Config, device: str | torch.device = "auto",
+                 batch_size: int = 16, page_glyph_height: float = PAGE_GLYPH_HEIGHT) -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.vocab = vocab
+        self.cfg = cfg
+        self.batch_size = batch_size
+        self.page_glyph_height = page_glyph_height
+        self.lock = threading.Lock()  # model calls one at a time: safe from many threads
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
+        """Load a checkpoint written by ``i2l train``; config and vocabulary come from it."""
+        from i2l.lit import load_checkpoint
+
+        model, vocab, cfg = load_checkpoint(path, map_location="cpu")
+        return cls(model, vocab, cfg, device=device, **kwargs)
+
+    # ------------------------------------------------------------------ steps
+    def prepare(self, image: ImageSource) -> Prepared:
+        """The processed image the model will see (see :mod:`i2l.preprocess`)."""
+        return prepare(image, page_glyph_height=self.page_glyph_height)
+
+    def _decode(self, images: list[Image.Image], beam: int, max_len: int) -> list[PredictionResult]:
+        batch, sizes = to_batch(images)  # (B, 1, H, W), (B, 2)
+        from i2l.decoding import decode
+
+        with self.lock, torch.inference_mode():
+            hyps = decode(self.model, batch.to(self.device), sizes.to(self.device), beam_size=beam,
+                          max_len=max_len, bos_id=self.vocab.bos_id, eos_id=self.vocab.eos_id,
+                          length_penalty=self.cfg.length_penalty, pad_id=self.vocab.pad_id)
+        results = []
+        for per_image in hyps:
+            best = per_image[0]
+            tokens = self.vocab.decode(best.tokens)
+            probs = [float(np.exp(lp)) for lp in best.token_logprobs[: len(best.tokens)]]
+            candidates = [Candidate(" ".join(self.vocab.decode(h.tokens)), float(h.score)) for h in per_image]
+            results.append(PredictionResult(latex=" ".join(tokens), tokens=tokens, token_scores=probs,
+                                            score=float(best.score), candidates=candidates,
+                                            token_ids=list(best.tokens)))
+        return results
+
+    # ------------------------------------------------------------------ the entry point
+    def predict(self, images: ImageSource | list[ImageSource], beam: int = 1, max_len: int | None = None,
+                strict: bool = True) -> list[PredictionResult]:
+        """One result per image (paths, bytes, PIL images, arrays); beam > 1 adds the beam's candidates.
+
+        ``strict=False``: an unusable image gives a result with ``error`` set instead of raising I2LError.
+        """
+        if _is_single(images):
+            images = [images]
+        images = list(images)
+        if not isinstance(beam, int) or not 1 <= beam <= MAX_BEAM:
+            raise I2LError(f"beam must be an integer from 1 to {MAX_BEAM}, got {beam!r}")
+        max_len = int(max_len or self.cfg.max_len)
+        if max_len < 1:
+            raise I2LError(f"max_len must be at least 1, got {max_len}")
+        results: list[PredictionResult | None] = [None] * len(images)
+        prepared: dict[int, Prepared] = {}
+        for k, image in enumerate(images):
+            try:
+                prepared[k] = self.prepare(image)
+            except I2LError as exc:
+                if strict:
+                    raise
+                results[k] = PredictionResult(error=str(exc))
+        order = sorted(prepared, key=lambda k: prepared[k].image.width)  # similar widths share a batch
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            try:
+                decoded = self._decode([prepared[k].image for k in chunk], beam, max_len)
+            except I2LError as exc:
+                if strict:
+                    raise
+                decoded = [PredictionResult(error=str(exc)) for _ in chunk]
+            for k, res in zip(chunk, decoded):
+                res.image, res.scale = prepared[k].image, prepared[k].scale
+                results[k] = res
+        return results  # type: ignore[return-value]
+
+    def predict_one(self, image: ImageSource, beam: int = 1, max_len: int | None = None) -> PredictionResult:
+        """The result for one image (raises I2LError on an unusable image)."""
+        return self.predict([image], beam=beam, max_len=max_len)[0]
+
+    def attention(self, result: PredictionResult) -> torch.Tensor:
+        """Cross-attention maps (T, H', W') of the decoder over ``result.image`` for its predicted tokens."""
+        from i2l.decoding import cross_attention_maps
+
+        if result.image is None or not result.token_ids:
+            raise I2LError("no attention to show: the prediction is empty or failed")
+        batch, _ = to_batch([result.image])  # (1, 1, H, W)
+        with self.lock, torch.inference_mode():
+            return cross_attention_maps(self.model, batch.to(self.device), result.token_ids,
+                                        bos_id=self.vocab.bos_id)
+
+
+def find_checkpoint(cfg: Config) -> Path | None:
+    """``best.ckpt`` (else ``last.ckpt``) in ``cfg.run_dir/checkpoints``, as notebook 04 writes them; or None."""
+    folder = cfg.run_dir / "checkpoints"
+    for name in ("best.ckpt", "last.ckpt"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_or_train(cfg: Config, checkpoint: str | Path | None = None, device: str = "auto") -> Predictor:
+    """A Predictor from ``checkpoint``, else from the run of ``cfg`` (notebook 04), else trained now.
+
+    Training now happens only in smoke mode (seconds on a CPU); otherwise a missing checkpoint is an error
+    that says which notebook makes it.
+    """
+    path = Path(checkpoint) if checkpoint else find_checkpoint(cfg)
+    if path is None:
+        if not cfg.smoke:
+            raise I2LError(f"no checkpoint in {cfg.run_dir / 'checkpoints'}: run notebook 04 (or `i2l train`) "
+                           "first, or pass a checkpoint path")
+        from i2l.data.synth import ensure_dataset
+        from i2l.train import fit
+
+        ensure_dataset(cfg)
+        result = fit(cfg, progress_bar=False)
+        path = result.best_checkpoint or result.last_checkpoint
+    return Predictor.from_checkpoint(path, device=device)
+
+
+__all__ = ["Predictor", "PredictionResult", "Candidate", "pick_device", "find_checkpoint", "load_or_train"]

@@ -1,0 +1,312 @@
+"""Real-world images to model inputs: any image mode, any background, any scale.
+
+Screenshots come in every shape: RGBA with a transparent background, palettes, 16-bit greyscale, white ink
+on a dark theme, a formula typeset four times larger than the training images. :func:`preprocess` turns
+each of them into an image that looks like the training images:
+
+1. load and check (:func:`load_image`): paths, bytes, PIL images, numpy arrays; empty, truncated, not an
+   image or too many pixels raise :class:`~i2l.errors.I2LError` before anything large is decoded;
+2. greyscale on white (:func:`to_grayscale`): transparency over white (or black, for light ink on a
+   transparent background), dark backgrounds inverted, levels stretched so ink is black, background 255;
+3. crop to the ink and rescale so that the typical glyph height (median height of the connected ink
+   components, see :func:`glyph_height`) equals the one of the training pages (:data:`PAGE_GLYPH_HEIGHT`,
+   measured on the real 200 dpi Im2Latex-100K pages);
+4. the official pipeline (:func:`i2l.data.im2latex.process_page`): pad 8 px, pad to a bucket, downsample x2.
+
+:func:`to_batch` pads a list of processed images to one tensor whose sides are multiples of the encoder
+stride (16), white-padded like :func:`i2l.data.dataset.collate`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from i2l.data.im2latex import process_page
+from i2l.errors import I2LError
+
+#: Median glyph height (px) on the real 200 dpi Im2Latex-100K pages, measured with :func:`glyph_height`
+#: (``python -m i2l.preprocess /path/to/raw/images`` prints it); the processed images are half that.
+PAGE_GLYPH_HEIGHT = 16.0
+#: Refuse images with more pixels than this before decoding them (a 10000x10000 PNG of 100 KB decodes
+#: to 100-400 MB); larger formulas are downscaled after loading to :data:`WORK_MAX_SIDE`.
+MAX_PIXELS = 40_000_000
+WORK_MAX_SIDE = 4000
+#: Side limit of a normalised page (before the x2 downsampling): 1600 is the largest training bucket.
+PAGE_MAX_SIDE = 3200
+STRIDE = 16
+MIN_CONTRAST = 40  # grey levels between background and the darkest ink below which there is no ink
+
+ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray, torch.Tensor]
+
+
+@dataclass
+class Prepared:
+    """A processed image with what preprocessing measured: glyph height (px, input scale) and scale used."""
+
+    image: Image.Image  # 'L', processed like the training images
+    glyph_height: float | None
+    scale: float
+    source_size: tuple[int, int]  # (width, height) of the input
+
+
+# ----------------------------------------------------------------------------- loading
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise I2LError(f"the image is empty ({width}x{height} pixels): give an image of a formula")
+    if width * height > max_pixels:
+        raise I2LError(
+            f"the image is too large: {width}x{height} = {width * height / 1e6:.0f} megapixels, the limit is "
+            f"{max_pixels / 1e6:.0f}; crop it to the formula or downscale it"
+        )
+
+
+def _open_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    if len(data) == 0:
+        raise I2LError(f"{name} is empty (0 bytes): give a PNG or JPEG image of a formula")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            _check_pixels(img.width, img.height, max_pixels)  # header only: nothing decoded yet
+            img.load()
+    except UnidentifiedImageError:
+        head = data[:40]
+        hint = " (it looks like text)" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else ""
+        raise I2LError(f"{name} is not an image{hint}: give a PNG or JPEG image of a formula") from None
+    except Image.DecompressionBombError as exc:
+        raise I2LError(f"{name}: {exc}; crop it to the formula or downscale it") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, I2LError):
+            raise
+        raise I2LError(f"{name} is truncated or corrupt ({exc}): save the image again") from None
+    return img
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """A PIL image from a path, bytes, a PIL image, a numpy array (H, W[, C]) or a tensor ([1,] H, W)."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise I2LError(f"{path}: no such file")
+        return _open_bytes(path.read_bytes(), str(path), max_pixels)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _open_bytes(bytes(source), "the uploaded file", max_pixels)
+    if isinstance(source, Image.Image):
+        _check_pixels(source.width, source.height, max_pixels)
+        return source
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().float().numpy()
+        if source.ndim == 3 and source.shape[0] in (1, 3, 4):  # (C, H, W) -> (H, W, C)
+            source = np.moveaxis(source, 0, -1)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    raise I2LError(f"cannot read an image from a {type(source).__name__}: give a path, bytes, a PIL image "
+                   "or a numpy array")
+
+
+def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise I2LError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
+    _check_pixels(a.shape[1], a.shape[0], max_pixels)
+    if a.dtype == np.uint16 or (a.dtype.kind in "iu" and a.max(initial=0) > 255):
+        a = a.astype(np.float64) / 65535.0 * 255.0
+    elif a.dtype.kind == "f" or a.dtype == bool:
+        a = a.astype(np.float64)
+        if a.max(initial=0) <= 1.0:  # floats in [0, 1], like the dataset tensors
+            a = a * 255.0
+    a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
+    return Image.fromarray(a, mode={2: "L", 3: "RGB", 4: "RGBA"}[a.ndim if a.ndim == 2 else a.shape[-1]])
+
+
+# ----------------------------------------------------------------------------- greyscale
+def _luminance(img: Image.Image) -> np.ndarray:
+    """(H, W) float64 in [0, 255] for any mode without alpha (16-bit and float modes rescaled)."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = a.max(initial=0)
+        if img.mode == "F" and top <= 1.0:
+            return a * 255.0
+        return a / 65535.0 * 255.0 if top > 255 else a
+    return np.asarray(img.convert("L"), dtype=np.float64)
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+
+
+def to_grayscale(img: Image.Image) -> np.ndarray:
+    """(H, W) uint8: dark ink on a 255 background, levels stretched; raises I2LError when there is no ink."""
+    if _has_alpha(img):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Palette images with Transparency ..."
+            rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+        lum = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
+        on_white = lum * alpha + 255.0 * (1 - alpha)
+        on_black = lum * alpha
+        # light ink on a transparent background vanishes over white: keep the composite with more contrast
+        gray = on_white if np.ptp(on_white) >= np.ptp(on_black) else on_black
+    else:
+        gray = _luminance(img)
+    if gray.size == 0 or np.ptp(gray) < MIN_CONTRAST:
+        raise I2LError("no ink found: the image is blank (all one colour or fully transparent); give an image "
+                       "of a formula")
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) < 128:  # dark background (dark theme, chalkboard): invert
+        gray = 255.0 - gray
+        border = 255.0 - border
+    background = float(np.median(border))
+    ink = float(gray.min())
+    if background - ink < MIN_CONTRAST:
+        raise I2LError("no ink found: nothing darker than the background; give an image of a formula")
+    out = np.clip((gray - ink) / (background - ink) * 255.0, 0, 255)
+    out[out > 235] = 255  # paper texture, JPEG noise
+    return out.round().astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- glyph height
+def component_boxes(mask: np.ndarray) -> np.ndarray:
+    """(N, 4) int boxes ``top, left, bottom, right`` (exclusive) of the 8-connected components of ``mask``."""
+    H, W = mask.shape
+    padded = np.zeros((H, W + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    d = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(d == 1)  # runs of ink in row-major order
+    _, ends = np.nonzero(d == -1)  # exclusive ends, paired with the starts
+    n = len(rows)
+    if n == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    row_start = np.searchsorted(rows, np.arange(H + 1)).tolist()
+    s, e = starts.tolist(), ends.tolist()
+    for y in range(1, H):
+        i, i_end, j, j_end = row_start[y - 1], row_start[y], row_start[y], row_start[y + 1]
+        while i < i_end and j < j_end:
+            if s[i] <= e[j] and s[j] <= e[i]:  # overlapping or diagonal neighbours
+                ri, rj = find(i), find(j)
+                if ri != rj:
+                    parent[ri] = rj
+            if e[i] < e[j]:
+                i += 1
+            else:
+                j += 1
+    _, labels = np.unique(np.array([find(i) for i in range(n)]), return_inverse=True)
+    m = labels.max() + 1
+    top = np.full(m, H)
+    left = np.full(m, W)
+    bottom = np.zeros(m, dtype=np.int64)
+    right = np.zeros(m, dtype=np.int64)
+    np.minimum.at(top, labels, rows)
+    np.maximum.at(bottom, labels, rows + 1)
+    np.minimum.at(left, labels, starts)
+    np.maximum.at(right, labels, ends)
+    return np.stack([top, left, bottom, right], axis=1)
+
+
+def glyph_height(mask: np.ndarray) -> float | None:
+    """Typical glyph height in px: the median height of the ink components, bars and dots left out.
+
+    Bars (fraction lines, minus, equals: wider than 2.5x their height) have the stroke's height, dots and
+    commas are under 30% of the tall glyphs: both are dropped. ``None`` when nothing is left (a lone bar).
+    """
+    boxes = component_boxes(mask)
+    if len(boxes) == 0:
+        return None
+    h = (boxes[:, 2] - boxes[:, 0]).astype(np.float64)
+    w = (boxes[:, 3] - boxes[:, 1]).astype(np.float64)
+    h = h[(w <= 2.5 * h) & (h >= 2)]
+    if len(h) == 0:
+        return None
+    h = h[h >= 0.3 * np.percentile(h, 90)]
+    return float(np.median(h))
+
+
+# ----------------------------------------------------------------------------- the pipeline
+def prepare(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT, rescale: bool = True,
+            max_pixels: int = MAX_PIXELS) -> Prepared:
+    """Load, greyscale, crop, rescale to the training glyph height and process like the dataset."""
+    img = load_image(source, max_pixels=max_pixels)
+    source_size = img.size
+    reduce = 1
+    if max(img.size) > WORK_MAX_SIDE:  # bound the work; the glyph height is measured after this anyway
+        reduce = int(np.ceil(max(img.size) / WORK_MAX_SIDE))
+        img = img.reduce(reduce) if img.mode in ("L", "RGB", "RGBA", "LA", "I", "F") else \
+            img.convert("RGBA").reduce(reduce)
+    gray = to_grayscale(img)  # (H, W) uint8
+    mask = gray < 128
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise I2LError("no ink found: the image has no dark strokes on a light background (or the reverse)")
+    crop = gray[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    height = glyph_height(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+    scale = page_glyph_height / height if (rescale and height) else 1.0
+    h, w = crop.shape
+    scale = min(scale, PAGE_MAX_SIDE / max(h, w))
+    page = Image.fromarray(crop, mode="L")
+    if abs(scale - 1.0) > 1e-3:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        page = page.resize(size, Image.LANCZOS if scale < 1 else Image.BICUBIC)
+        page = Image.fromarray(np.where(np.asarray(page) > 250, 255, np.asarray(page)).astype(np.uint8), "L")
+    if (np.asarray(page) == 255).all():
+        raise I2LError("no ink found after rescaling: the strokes are too thin or faint; give a sharper image")
+    return Prepared(image=process_page(page), glyph_height=None if height is None else height * reduce,
+                    scale=scale / reduce, source_size=source_size)
+
+
+def preprocess(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT, rescale: bool = True,
+               max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """The processed 'L' image for ``source`` (see :func:`prepare` and the module docstring)."""
+    return prepare(source, page_glyph_height, rescale, max_pixels).image
+
+
+def to_batch(images: list[Image.Image], stride: int = STRIDE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad processed images to one batch: images (B, 1, H, W) float, 1.0 = white; sizes (B, 2) = (H, W)."""
+    heights = [im.height for im in images]
+    widths = [im.width for im in images]
+    H = -(-max(heights) // stride) * stride
+    W = -(-max(widths) // stride) * stride
+    batch = torch.ones(len(images), 1, H, W)
+    for k, im in enumerate(images):
+        a = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)  # (h, w)
+        batch[k, 0, : a.shape[0], : a.shape[1]] = a
+    sizes = torch.tensor([[h, w] for h, w in zip(heights, widths)], dtype=torch.long)
+    return batch, sizes
+
+
+def _calibrate(folder: str) -> dict[str, Any]:  # pragma: no cover - a one-off measurement
+    """Glyph heights of the raw 200 dpi pages in ``folder`` (median is :data:`PAGE_GLYPH_HEIGHT`)."""
+    heights = []
+    for path in sorted(Path(folder).glob("*.png")):
+        gray = to_grayscale(load_image(path))
+        mask = gray < 128
+        ys, xs = np.nonzero(mask)
+        value = glyph_height(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+        if value:
+            heights.append(value)
+    a = np.array(heights)
+    return {"n": len(a), "median": float(np.median(a)), "p10": float(np.percentile(a, 10)),
+            "p90": float(np.percentile(a, 90))}
+
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    print(_calibrate(sys.argv[1]))

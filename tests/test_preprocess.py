@@ -1,0 +1,185 @@
+"""Preprocessing of real-world images: modes, backgrounds, scales, and every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from i2l.errors import I2LError
+from i2l.preprocess import (
+    PAGE_GLYPH_HEIGHT,
+    component_boxes,
+    glyph_height,
+    load_image,
+    prepare,
+    preprocess,
+    to_batch,
+    to_grayscale,
+)
+
+FORMULA = r"x ^ { 2 } + \frac { a } { b } = \sqrt { y _ { 1 } }"  # made up for the tests
+
+
+@pytest.fixture(scope="module")
+def page() -> Image.Image:
+    """The formula at about 200 dpi ('L', white background): the renderer's processed image upscaled x2."""
+    from i2l.data.render import render_formula
+
+    img = render_formula(FORMULA)
+    return img.resize((img.width * 2, img.height * 2), Image.LANCZOS)
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def ink_box(img: Image.Image) -> tuple[int, int]:
+    ys, xs = np.nonzero(np.asarray(img.convert("L")) < 128)
+    return int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75, 1.5, 2.0])
+def test_scales_are_normalised_to_the_same_glyph_height(page: Image.Image, scale: float) -> None:
+    reference = preprocess(page)
+    resized = page.resize((round(page.width * scale), round(page.height * scale)), Image.LANCZOS)
+    prepared = prepare(resized)
+    assert prepared.scale == pytest.approx(1 / scale * PAGE_GLYPH_HEIGHT / glyph_height_of(page), rel=0.15)
+    ref_w, ref_h = ink_box(reference)
+    w, h = ink_box(prepared.image)
+    assert abs(w - ref_w) <= 0.1 * ref_w and abs(h - ref_h) <= 0.15 * ref_h
+    ref_g = glyph_height(np.asarray(reference) < 128)
+    assert glyph_height(np.asarray(prepared.image) < 128) == pytest.approx(ref_g, rel=0.15)
+    assert prepared.image.size == reference.size  # same training bucket
+    diff = np.abs(np.asarray(prepared.image, float) - np.asarray(reference, float)).mean()
+    assert diff < 20, diff  # nearly the same picture
+
+
+def glyph_height_of(img: Image.Image) -> float:
+    mask = np.asarray(img.convert("L")) < 128
+    ys, xs = np.nonzero(mask)
+    return glyph_height(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+
+
+def test_training_scale_output_glyph_height(page: Image.Image) -> None:
+    out = preprocess(page)
+    assert out.mode == "L"
+    assert glyph_height(np.asarray(out) < 128) == pytest.approx(PAGE_GLYPH_HEIGHT / 2, rel=0.2)
+    a = np.asarray(out)
+    assert a[:2].min() >= 240 and a[:, :2].min() >= 240  # the 8 px margin, halved, like the dataset
+
+
+def variants(page: Image.Image) -> dict[str, Image.Image]:
+    """The same formula in other modes and colours."""
+    gray = np.asarray(page)
+    ink = 255 - gray  # ink strength
+    rgba = np.zeros((*gray.shape, 4), np.uint8)
+    rgba[..., 3] = ink  # black ink in the alpha channel, transparent background
+    white_on_clear = rgba.copy()
+    white_on_clear[..., :3] = 255
+    la = np.stack([np.zeros_like(gray), ink], axis=-1)
+    return {
+        "rgb": page.convert("RGB"),
+        "rgba_transparent": Image.fromarray(rgba, "RGBA"),
+        "white_ink_on_transparent": Image.fromarray(white_on_clear, "RGBA"),
+        "la": Image.fromarray(la, "LA"),
+        "palette": page.convert("P"),
+        "sixteen_bit": Image.fromarray(gray.astype(np.uint16) * 257),
+        "dark_background": Image.fromarray(ink, "L"),
+        "coloured": Image.fromarray(np.stack([gray, gray // 2 + 128, np.full_like(gray, 240)], -1), "RGB"),
+        "one_bit": page.convert("1"),
+    }
+
+
+@pytest.mark.parametrize("name", list(variants(Image.new("L", (2, 2), 255))))
+def test_modes_and_backgrounds_give_the_same_image(page: Image.Image, name: str) -> None:
+    img = variants(page)[name]
+    reference = preprocess(page)
+    out = preprocess(png_bytes(img))  # through the file format too
+    assert out.size == reference.size
+    diff = np.abs(np.asarray(out, float) - np.asarray(reference, float)).mean()
+    assert diff < 25, f"{name}: {diff}"
+
+
+def test_array_and_tensor_inputs(page: Image.Image) -> None:
+    reference = np.asarray(preprocess(page), float)
+    gray = np.asarray(page)
+    for source in (gray, gray.astype(np.float32) / 255, np.stack([gray] * 3, -1), torch.from_numpy(gray / 255.0)[None]):
+        out = np.asarray(preprocess(source), float)
+        assert out.shape == reference.shape and np.abs(out - reference).mean() < 5
+
+
+def test_to_grayscale_inverts_dark_backgrounds() -> None:
+    a = np.zeros((20, 30), np.uint8)
+    a[5:15, 10:12] = 200  # a light bar on black
+    g = to_grayscale(Image.fromarray(a))
+    assert g[0, 0] == 255 and g[10, 10] == 0
+
+
+def test_component_boxes_8_connected() -> None:
+    mask = np.zeros((6, 8), bool)
+    mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # diagonal: one component
+    mask[4:6, 4:8] = True
+    boxes = sorted(map(tuple, component_boxes(mask).tolist()))
+    assert boxes == [(0, 0, 3, 3), (4, 4, 6, 8)]
+    assert len(component_boxes(np.zeros((3, 3), bool))) == 0
+
+
+def test_to_batch_pads_white_to_the_stride() -> None:
+    images = [Image.new("L", (40, 20), 0), Image.new("L", (70, 33), 0)]
+    batch, sizes = to_batch(images)
+    assert batch.shape == (2, 1, 48, 80)
+    assert sizes.tolist() == [[20, 40], [33, 70]]
+    assert batch[0, 0, :20, :40].max() == 0 and batch[0, 0, 20:].min() == 1 and batch[0, 0, :, 40:].min() == 1
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_empty_file(tmp_path) -> None:
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    with pytest.raises(I2LError, match="empty"):
+        load_image(path)
+
+
+def test_text_named_png(tmp_path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("this is not an image\n")
+    with pytest.raises(I2LError, match="not an image"):
+        preprocess(path)
+
+
+def test_truncated_png(page: Image.Image, tmp_path) -> None:
+    data = png_bytes(page.convert("RGB"))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(I2LError, match="truncated or corrupt"):
+        preprocess(path)
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(I2LError, match="no such file"):
+        preprocess(tmp_path / "nope.png")
+
+
+def test_huge_image_is_refused_before_decoding() -> None:
+    data = png_bytes(Image.new("1", (10000, 10000), 1))  # 100 megapixels in a few kilobytes
+    assert len(data) < 200_000
+    with pytest.raises(I2LError, match="too large"):
+        preprocess(data)
+
+
+@pytest.mark.parametrize("img", [Image.new("L", (50, 30), 255), Image.new("RGBA", (50, 30), (0, 0, 0, 0)),
+                                 Image.new("RGB", (50, 30), (20, 20, 20))])
+def test_blank_images(img: Image.Image) -> None:
+    with pytest.raises(I2LError, match="no ink found"):
+        preprocess(png_bytes(img))
+
+
+def test_unsupported_source() -> None:
+    with pytest.raises(I2LError, match="cannot read an image"):
+        load_image(12)  # type: ignore[arg-type]
