@@ -1,0 +1,219 @@
+"""The LightningModule: loss, optimiser and schedule, validation metrics, and loading a checkpoint back.
+
+:class:`LitIm2Latex` wraps :class:`i2l.model.Im2LatexModel`. Its hyper-parameters are two plain
+dictionaries, ``{"config": cfg.to_dict(), "vocab": vocab.to_dict()}``, so that a checkpoint carries
+everything needed to rebuild the model and read its predictions (:func:`load_checkpoint`).
+
+- Loss: cross-entropy over the next token, padding ignored, optional label smoothing.
+- Optimiser: AdamW (no weight decay on biases and norms).
+- Schedules: ``"multistep"`` (lr * gamma after each milestone epoch: the original project halves it
+  after epoch 10) and ``"cosine"`` (linear warm-up over ``warmup_steps``, then cosine to zero over the
+  estimated total number of steps).
+- Validation: the loss on every batch; at the epoch's end, greedy decoding of a fixed subset
+  (``val_decode_samples`` first validation images) scored with :func:`i2l.metrics.compute_metrics`
+  (``val_bleu``, ``val_edit_accuracy``, ``val_exact_match``), and a few sample predictions printed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from i2l.config import Config
+from i2l.errors import I2LError
+from i2l.tokenizer import Vocab
+
+VAL_SAMPLES_SHOWN = 3
+
+
+def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor at ``step``: linear warm-up to 1, then cosine decay to 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LitIm2Latex(L.LightningModule):
+    """Training, validation and optimisation around :class:`i2l.model.Im2LatexModel`."""
+
+    def __init__(self, config: dict | Config, vocab: dict | Vocab) -> None:
+        super().__init__()
+        config = config.to_dict() if isinstance(config, Config) else dict(config)
+        vocab = vocab.to_dict() if isinstance(vocab, Vocab) else dict(vocab)
+        self.save_hyperparameters({"config": config, "vocab": vocab})
+        self.cfg = Config.from_dict(config)
+        self.vocab = Vocab.from_dict(vocab)
+        from i2l.model import Im2LatexModel
+
+        self.model = Im2LatexModel(self.cfg, len(self.vocab))
+        self._compiled: Any = None  # set by compile_model(); kept out of the state dict
+        self._val_refs: list[str] = []
+        self._val_preds: list[str] = []
+        self.val_samples: list[tuple[str, str]] = []  # (reference, prediction) of the last validation
+
+    # ------------------------------------------------------------------ model
+    def compile_model(self) -> None:
+        """Use ``torch.compile`` for the teacher-forced forward pass (the checkpoint keys stay unchanged)."""
+        object.__setattr__(self, "_compiled", torch.compile(self.model))
+
+    def forward(self, images: Tensor, tokens: Tensor, sizes: Tensor | None = None) -> Tensor:
+        """Logits (B, T, V) for decoder input ``tokens`` (B, T) given ``images`` (B, 1, H, W)."""
+        net = self._compiled if self._compiled is not None else self.model
+        return net(images, tokens, sizes)
+
+    def _loss(self, batch: dict) -> tuple[Tensor, int]:
+        tokens = batch["tokens"]  # (B, T) = <s> ids </s> <pad>...
+        logits = self(batch["images"], tokens[:, :-1], batch.get("sizes"))  # (B, T-1, V)
+        targets = tokens[:, 1:]  # (B, T-1)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+            ignore_index=self.vocab.pad_id, label_smoothing=self.cfg.label_smoothing,
+        )
+        return loss, tokens.size(0)
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Teacher-forced cross-entropy on one batch."""
+        loss, B = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise I2LError(
+                f"the training loss became {loss.item()} at step {self.global_step}: lower the learning rate "
+                f"(lr={self.cfg.lr}), keep gradient clipping on, or use precision 32; resume from last.ckpt"
+            )
+        self.log("train_loss", loss, prog_bar=True, batch_size=B)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_refs, self._val_preds = [], []
+
+    def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Loss on every batch; greedy predictions for the first ``val_decode_samples`` images."""
+        loss, B = self._loss(batch)
+        self.log("val_loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
+        wanted = self.cfg.val_decode_samples - len(self._val_refs)
+        if wanted > 0 and not self.trainer.sanity_checking:
+            from i2l.decoding import greedy_decode
+
+            k = min(wanted, B)
+            sizes = batch.get("sizes")
+            ids = greedy_decode(
+                self.model, batch["images"][:k], None if sizes is None else sizes[:k],
+                max_len=self.cfg.max_len + 2, bos_id=self.vocab.bos_id, eos_id=self.vocab.eos_id,
+            )
+            self._val_preds.extend(self.vocab.decode_str(seq) for seq in ids)
+            self._val_refs.extend(batch["formulas"][:k])
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_refs:
+            return
+        from i2l.metrics import compute_metrics
+
+        m = compute_metrics(self._val_refs, self._val_preds)
+        for key in ("bleu", "edit_accuracy", "exact_match"):
+            self.log(f"val_{key}", float(m[key]), prog_bar=key == "bleu", sync_dist=True)
+        self.val_samples = list(zip(self._val_refs, self._val_preds))
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            lines = [f"epoch {self.current_epoch}: val_bleu {m['bleu']:.3f}, exact match {m['exact_match']:.3f}"]
+            for ref, pred in self.val_samples[:VAL_SAMPLES_SHOWN]:
+                lines += [f"  ref : {ref}", f"  pred: {pred}"]
+            text = "\n".join(lines)
+            print(text)
+            for logger in self.loggers:
+                exp = getattr(logger, "experiment", None)
+                if hasattr(exp, "add_text"):
+                    exp.add_text("val_samples", "    " + text.replace("\n", "\n    "), self.global_step)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict:
+        """AdamW with the multistep or warm-up + cosine schedule."""
+        cfg = self.cfg
+        decay, no_decay = [], []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        if cfg.schedule == "multistep":
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if cfg.schedule == "cosine":
+            total = self.total_steps()
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: cosine_with_warmup(step, cfg.warmup_steps, total)
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        raise I2LError(f"unknown schedule {cfg.schedule!r} in the config: use 'multistep' or 'cosine'")
+
+    def total_steps(self) -> int:
+        """Optimiser steps of the whole run as Lightning estimates them (max_epochs x batches per epoch)."""
+        try:
+            total = self.trainer.estimated_stepping_batches
+        except (RuntimeError, AttributeError):  # no trainer attached
+            total = float("inf")
+        if not math.isfinite(total):
+            total = max(1, self.cfg.warmup_steps) * 10
+        return max(1, int(total))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """The raw checkpoint dictionary, or an :class:`I2LError` saying why it is not an i2l checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise I2LError(f"checkpoint {path} not found: train one with `i2l train` or pass the path of a .ckpt file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # truncated, not a torch file, ...
+        raise I2LError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): the file is corrupt or "
+            "not a PyTorch checkpoint; use another checkpoint (e.g. last.ckpt of the run) or train again"
+        ) from exc
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "config" not in hp or "vocab" not in hp or "state_dict" not in ckpt:
+        raise I2LError(
+            f"checkpoint {path} is not an i2l checkpoint (it lacks the config, the vocabulary or the weights): "
+            "use a checkpoint written by `i2l train` / i2l.train.fit"
+        )
+    return ckpt
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, Vocab, Config]:
+    """``(model, vocab, cfg)`` from an i2l checkpoint, the model in eval mode; nothing else is needed."""
+    from i2l.model import Im2LatexModel
+
+    ckpt = read_checkpoint(path, map_location)
+    hp = ckpt["hyper_parameters"]
+    try:
+        known = set(Config.__dataclass_fields__)
+        cfg = Config.from_dict({k: v for k, v in hp["config"].items() if k in known})
+        vocab = Vocab.from_dict(hp["vocab"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise I2LError(f"checkpoint {path} has an unreadable config or vocabulary: {exc}") from exc
+    model = Im2LatexModel(cfg, len(vocab))
+    state = {
+        k.removeprefix("model.").replace("_orig_mod.", ""): v
+        for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+    }
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise I2LError(
+            f"checkpoint {path} does not match the model its config describes ({str(exc)[:300]}): "
+            "it was written by another version of i2l; retrain or use a matching version"
+        ) from exc
+    model.eval()
+    return model, vocab, cfg
+
+
+__all__ = ["LitIm2Latex", "cosine_with_warmup", "load_checkpoint", "read_checkpoint"]
