@@ -23,7 +23,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ PAGE_MAX_SIDE = 3200
 STRIDE = 16
 MIN_CONTRAST = 40  # grey levels between background and the darkest ink below which there is no ink
 
-ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image, np.ndarray, torch.Tensor]
+ImageSource = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray | torch.Tensor
 
 
 @dataclass

@@ -1,0 +1,153 @@
+"""The Predictor: checkpoint loading, every input type, batching, beam candidates, errors, attention.
+
+The checkpoint is a tiny untrained model saved in the format of ``i2l train`` (:func:`make_checkpoint`,
+shared with the serve, widget, CLI and browser tests): deterministic, and made in a second.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from i2l.config import get_config
+from i2l.errors import I2LError
+from i2l.infer import PredictionResult, Predictor, find_checkpoint
+from i2l.preprocess import to_batch
+from i2l.tokenizer import Vocab
+
+FORMULAS = ["x ^ { 2 } + y", r"\frac { a } { b }", r"\sqrt { x } = 1", "a _ { i } - b"]  # made up
+
+
+def make_checkpoint(path: Path, formulas: list[str] = FORMULAS, seed: int = 0, max_len: int = 12) -> Path:
+    """A tiny untrained smoke model saved like ``i2l.train.fit`` saves checkpoints."""
+    from i2l.model import Im2LatexModel
+
+    cfg = get_config("smoke", max_len=max_len)
+    vocab = Vocab.build(formulas, min_freq=1)
+    torch.manual_seed(seed)
+    model = Im2LatexModel(cfg, len(vocab))
+    ckpt = {"hyper_parameters": {"config": cfg.to_dict(), "vocab": vocab.to_dict()},
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+def formula_image(text: str = "x+1", size: int = 28, width: int = 200) -> Image.Image:
+    """A quick image of some text (PIL's default font), black on white."""
+    from PIL import ImageFont
+
+    img = Image.new("L", (width, size * 2), 255)
+    font = ImageFont.load_default(size=size)
+    ImageDraw.Draw(img).text((10, size // 3), text, fill=0, font=font)
+    return img
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory) -> Predictor:
+    path = make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+    return Predictor.from_checkpoint(path, device="cpu")
+
+
+def test_from_checkpoint_reads_config_and_vocab(predictor: Predictor) -> None:
+    assert predictor.cfg.name == "smoke" and predictor.cfg.max_len == 12
+    assert "\\frac" in predictor.vocab
+    assert str(predictor.device) == "cpu" and not predictor.model.training
+
+
+def test_every_input_type_gives_the_same_answer(predictor: Predictor, tmp_path: Path) -> None:
+    img = formula_image()
+    path = tmp_path / "f.png"
+    img.save(path)
+    sources = [img, str(path), path, png_bytes(img), np.asarray(img), np.asarray(img) / 255.0]
+    results = predictor.predict(sources)
+    assert len(results) == len(sources)
+    assert all(r.ok and r.latex == results[0].latex for r in results)
+    first = results[0]
+    assert first.tokens == first.latex.split() and len(first.token_scores) == len(first.tokens)
+    assert all(0 < p <= 1 for p in first.token_scores)
+    assert len(first.candidates) == 1 and first.candidates[0].latex == first.latex
+
+
+def test_single_image_and_batching_agree(predictor: Predictor) -> None:
+    images = [formula_image(t, size=s) for t, s in [("x+1", 28), ("a=b", 40), ("y^2", 20), ("k", 30)]]
+    one_by_one = [predictor.predict(im)[0].latex for im in images]
+    predictor.batch_size = 3
+    batched = [r.latex for r in predictor.predict(images)]
+    predictor.batch_size = 16
+    assert batched == one_by_one
+
+
+def test_beam_candidates(predictor: Predictor) -> None:
+    result = predictor.predict_one(formula_image(), beam=3)
+    assert 1 <= len(result.candidates) <= 3
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert result.latex == result.candidates[0].latex
+    d = result.to_dict()
+    assert set(d) >= {"latex", "tokens", "token_scores", "candidates", "error"}
+    assert d["candidates"][0] == {"latex": result.latex, "score": pytest.approx(scores[0], abs=1e-5)}
+
+
+def test_strict_and_lenient_errors(predictor: Predictor, tmp_path: Path) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(I2LError, match="not an image"):
+        predictor.predict([text])
+    results = predictor.predict([text, formula_image(), b"", Image.new("L", (20, 20), 255)], strict=False)
+    assert [r.ok for r in results] == [False, True, False, False]
+    assert "not an image" in results[0].error and "empty" in results[2].error and "no ink" in results[3].error
+    assert results[0].to_dict()["error"] == results[0].error and results[0].latex == ""
+
+
+@pytest.mark.parametrize("beam", [0, 21, 2.5])
+def test_bad_beam(predictor: Predictor, beam) -> None:
+    with pytest.raises(I2LError, match="beam"):
+        predictor.predict([formula_image()], beam=beam)
+
+
+def test_attention(predictor: Predictor) -> None:
+    result = predictor.predict_one(formula_image())
+    maps = predictor.attention(result)
+    batch, _ = to_batch([result.image])
+    assert maps.shape == (len(result.token_ids), *predictor.model.feature_shape(*batch.shape[-2:]))
+    assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(maps.shape[0]), atol=1e-4)
+    with pytest.raises(I2LError):
+        predictor.attention(PredictionResult(error="x"))
+
+
+def test_checkpoint_from_another_vocabulary(tmp_path: Path) -> None:
+    path = make_checkpoint(tmp_path / "a.ckpt")
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["hyper_parameters"]["vocab"] = Vocab.build(FORMULAS + ["\\alpha \\beta \\gamma"], min_freq=1).to_dict()
+    torch.save(ckpt, tmp_path / "other_vocab.ckpt")
+    with pytest.raises(I2LError, match="does not match"):
+        Predictor.from_checkpoint(tmp_path / "other_vocab.ckpt")
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "x.ckpt").write_text("nope")
+    with pytest.raises(I2LError, match="cannot be read"):
+        Predictor.from_checkpoint(tmp_path / "x.ckpt")
+    with pytest.raises(I2LError, match="not found"):
+        Predictor.from_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_find_checkpoint(tmp_path: Path) -> None:
+    cfg = get_config("smoke", out_dir=str(tmp_path), run_name="r")
+    assert find_checkpoint(cfg) is None
+    make_checkpoint(tmp_path / "r" / "checkpoints" / "last.ckpt")
+    assert find_checkpoint(cfg).name == "last.ckpt"
+    make_checkpoint(tmp_path / "r" / "checkpoints" / "best.ckpt")
+    assert find_checkpoint(cfg).name == "best.ckpt"
