@@ -98,12 +98,22 @@ def images_match(a: Any, b: Any) -> tuple[bool, bool]:
     return exact, nospace
 
 
+def column_edit(a: Any, b: Any) -> tuple[int, int]:
+    """``(Levenshtein distance, longer length)`` between the ink column sequences of two images (Deng et al.'s
+    image edit distance: each binarised, ink-cropped column is one symbol); ``b=None`` means nothing rendered."""
+    from rapidfuzz.distance import Levenshtein
+
+    x = [col.tobytes() for col in binarize(a).T]
+    y = [col.tobytes() for col in binarize(b).T] if b is not None else []
+    return int(Levenshtein.distance(x, y)), max(len(x), len(y))
+
+
 def render_back(references: Sequence[str], predictions: Sequence[str | None], backend: str = "auto") -> dict:
     """Render references and predictions and compare the images.
 
-    Returns ``render_rate`` (share of predictions that render), ``ref_render_rate``, ``image_exact_match``
-    and ``image_match_nospace`` over the samples whose reference renders (a prediction that does not
-    render counts as a mismatch), ``n_rendered_refs``, ``backend`` and per-sample ``matches``
+    Returns ``render_rate`` (share of predictions that render), ``ref_render_rate``, ``image_exact_match``,
+    ``image_match_nospace`` and ``image_edit_accuracy`` (1 - column edits / columns) over the samples whose
+    reference renders (a prediction that does not render counts as a mismatch), ``n_rendered_refs``, ``backend`` and per-sample ``matches``
     (``(exact, nospace)`` or None when the reference does not render).
     """
     from i2l.data.render import render_formulas
@@ -118,13 +128,14 @@ def render_back(references: Sequence[str], predictions: Sequence[str | None], ba
         for k, img in zip(todo, pred_res.images):
             pred_images[k] = img
     matches: list[tuple[bool, bool] | None] = []
+    dist = total = 0
     for ref_img, pred_img in zip(ref_res.images, pred_images):
         if ref_img is None:
             matches.append(None)
-        elif pred_img is None:
-            matches.append((False, False))
-        else:
-            matches.append(images_match(ref_img, pred_img))
+            continue
+        matches.append((False, False) if pred_img is None else images_match(ref_img, pred_img))
+        d, t = column_edit(ref_img, pred_img)
+        dist, total = dist + d, total + t
     scored = [m for m in matches if m is not None]
     n = max(len(preds), 1)
     return {
@@ -134,8 +145,68 @@ def render_back(references: Sequence[str], predictions: Sequence[str | None], ba
         "n_rendered_refs": len(scored),
         "image_exact_match": sum(m[0] for m in scored) / len(scored) if scored else 0.0,
         "image_match_nospace": sum(m[1] for m in scored) / len(scored) if scored else 0.0,
+        "image_edit_accuracy": 1.0 - dist / total if total else 0.0,
         "matches": matches,
     }
+
+
+# ----------------------------------------------------------------------------- published numbers
+# Fractions in [0, 1]. Deng et al. 2017 (ICML, "Image-to-Markup Generation with Coarse-to-Fine Attention"),
+# Table 2, IM2TEX on the Im2Latex-100K test set: corpus BLEU-4 and render-back image matches.
+# The original project reported its own per-sample family (see i2l.metrics.seed_metrics).
+PUBLISHED = {
+    "Deng et al. 2017 (Im2Latex-100K test)": {"bleu": 0.8773, "image_edit_accuracy": 0.8760,
+                                               "image_exact_match": 0.7746, "image_match_nospace": 0.7988},
+    "original project (its own metrics)": {"seed_bleu": 0.81, "seed_exact_match": 0.25},
+}
+
+COMPARISON_ROWS = (
+    ("BLEU-4, corpus (standard)", "bleu"),
+    ("token edit accuracy (standard)", "edit_accuracy"),
+    ("token exact match (standard)", "exact_match"),
+    ("exact match ignoring spacing (standard)", "exact_match_nospace"),
+    ("image exact match (render-back)", "image_exact_match"),
+    ("image match ignoring whitespace (render-back)", "image_match_nospace"),
+    ("image edit accuracy (render-back)", "image_edit_accuracy"),
+    ("BLEU, mean sentence (seed)", "seed_bleu"),
+    ("exact match (seed)", "seed_exact_match"),
+    ("CER (seed)", "seed_cer"),
+    ("edit distance, mean (seed)", "seed_edit_distance"),
+)
+
+
+def comparison_table(metrics: dict, name: str = "i2l (this run)"):
+    """A pandas DataFrame: this run's metrics of both families beside the published numbers (NaN = not reported)."""
+    import pandas as pd
+
+    ours = {**metrics, **metrics.get("render", {})}
+    columns = {name: ours, **PUBLISHED}
+    data = {col: [vals.get(key, float("nan")) for _, key in COMPARISON_ROWS] for col, vals in columns.items()}
+    return pd.DataFrame(data, index=[label for label, _ in COMPARISON_ROWS]).astype(float).round(4)
+
+
+def find_checkpoint(cfg: Any, train_if_missing: bool = True) -> Path:
+    """The checkpoint of ``cfg``'s run (``cfg.run_dir/checkpoints/best.ckpt``, else ``last.ckpt``), as notebook
+    04 writes it; when there is none, train ``cfg`` first (seconds with the smoke preset)."""
+    from i2l.train import checkpoint_dir, fit
+
+    folder = checkpoint_dir(cfg)
+    for name in ("best.ckpt", "last.ckpt"):
+        if (folder / name).is_file():
+            return folder / name
+    if not train_if_missing:
+        raise I2LError(f"no checkpoint in {folder}: run notebook 04 or `i2l train --preset {cfg.name}` first")
+    result = fit(cfg, progress_bar=False)
+    ckpt = result.best_checkpoint or result.last_checkpoint
+    if ckpt is None:
+        raise I2LError(f"training {cfg.name} wrote no checkpoint in {folder}; see the training log above")
+    return Path(ckpt)
+
+
+def hardest(rows: Sequence[dict], k: int = 6) -> list[dict]:
+    """The ``k`` worst predictions of readable images: highest CER first, longer references first on ties."""
+    readable = [r for r in rows if r.get("status") != "unreadable"]
+    return sorted(readable, key=lambda r: (-float(r["cer"]), -float(r["ref_len"])))[:k]
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -217,7 +288,11 @@ def evaluate(
                               if hasattr(report, k)},
     }
     if render:
-        rb = render_back(refs, preds, backend=render_backend)
+        try:
+            rb = render_back(refs, preds, backend=render_backend)
+        except Exception as exc:  # noqa: BLE001 - the text metrics stand without the images
+            log.warning("render-back failed (%s); the text metrics are still reported", exc)
+            rb = {"error": f"{type(exc).__name__}: {str(exc)[:300]}", "matches": [None] * len(rows)}
         for r, m in zip(rows, rb.pop("matches")):
             r["image_exact_match"] = "" if m is None else float(m[0])
             r["image_match_nospace"] = "" if m is None else float(m[1])
@@ -287,10 +362,13 @@ def format_table(metrics: dict) -> str:
             ("exact match", "seed_exact_match")]
     for (a, ka), (b, kb) in zip(std, seed):
         lines.append(f"  {a:<38}{metrics.get(ka, float('nan')):>8.4f}     {b:<30}{metrics.get(kb, float('nan')):>8.4f}")
-    if "render" in metrics:
-        r = metrics["render"]
+    r = metrics.get("render")
+    if r and "error" in r:
+        lines.append(f"  render-back failed: {r['error']}")
+    elif r:
         lines.append(f"  render-back ({r['backend']}): renders {r['render_rate']:.3f}, image exact "
-                     f"{r['image_exact_match']:.3f}, ignoring spaces {r['image_match_nospace']:.3f}")
+                     f"{r['image_exact_match']:.3f}, ignoring spaces {r['image_match_nospace']:.3f}, "
+                     f"edit accuracy {r['image_edit_accuracy']:.3f}")
     c = metrics.get("counts", {})
     if c:
         lines.append("  counts: " + ", ".join(f"{k} {v}" for k, v in c.items() if not isinstance(v, dict)))

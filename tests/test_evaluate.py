@@ -11,10 +11,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from i2l.evaluate import (
+    PUBLISHED,
     TSV_COLUMNS,
     binarize,
+    column_edit,
+    comparison_table,
     default_out_dir,
     format_table,
+    hardest,
     images_match,
     read_predictions,
     write_predictions,
@@ -49,6 +53,37 @@ def test_images_match():
     assert images_match(a, wider) == (False, True)
     assert images_match(a, other) == (False, False)
     assert images_match(np.ones((4, 4)), np.ones((6, 6))) == (True, True)  # both blank
+
+
+def test_column_edit():
+    a = _ink(20, 40, [(2, 6, 3, 5), (2, 6, 8, 10)])  # ink columns: XX....XX (8 columns after cropping)
+    wider = _ink(20, 40, [(2, 6, 3, 5), (2, 6, 9, 11)])  # one blank column more: one insertion
+    assert column_edit(a, a) == (0, 7)
+    assert column_edit(a, wider) == (1, 8)
+    assert column_edit(a, None) == (7, 7)
+
+
+# ----------------------------------------------------------------------------- tables
+def test_comparison_table():
+    m = {"bleu": 0.5, "edit_accuracy": 0.6, "exact_match": 0.1, "exact_match_nospace": 0.2, "seed_bleu": 0.7,
+         "seed_exact_match": 0.1, "seed_cer": 0.3, "seed_edit_distance": 4.0,
+         "render": {"image_exact_match": 0.15, "image_match_nospace": 0.25, "image_edit_accuracy": 0.4}}
+    df = comparison_table(m)
+    assert list(df.columns) == ["i2l (this run)", *PUBLISHED]
+    assert df.loc["BLEU-4, corpus (standard)", "i2l (this run)"] == 0.5
+    assert df.loc["BLEU-4, corpus (standard)", "Deng et al. 2017 (Im2Latex-100K test)"] == 0.8773
+    assert df.loc["image exact match (render-back)", "i2l (this run)"] == 0.15
+    assert df.loc["BLEU, mean sentence (seed)", "original project (its own metrics)"] == 0.81
+    assert np.isnan(df.loc["token edit accuracy (standard)", "original project (its own metrics)"])
+    no_render = comparison_table({"bleu": 0.5})
+    assert np.isnan(no_render.loc["image exact match (render-back)", "i2l (this run)"])
+
+
+def test_hardest():
+    rows = [{"status": "ok", "cer": 0.1, "ref_len": 5}, {"status": "unreadable", "cer": 1.0, "ref_len": 9},
+            {"status": "empty", "cer": 1.0, "ref_len": 3}, {"status": "ok", "cer": 0.5, "ref_len": 4},
+            {"status": "ok", "cer": 1.0, "ref_len": 8}]
+    assert [r["ref_len"] for r in hardest(rows, k=3)] == [8, 3, 4]
 
 
 # ----------------------------------------------------------------------------- files
@@ -152,9 +187,16 @@ def test_evaluate_limit_and_beam(tiny_checkpoint, tiny_data, tmp_path):
     from i2l.evaluate import evaluate
 
     m = evaluate(tiny_checkpoint, tiny_data, split="validate", beam_size=2, limit=3, out_dir=tmp_path,
-                 device="cpu", progress=False, verbose=False)
+                 device="cpu", progress=False, verbose=False, render=True)
     assert m["n"] == 3 and m["beam_size"] == 2
-    assert len(read_predictions(tmp_path)) == 3
+    rows = read_predictions(tmp_path)
+    assert len(rows) == 3
+    r = m["render"]
+    assert r["ref_render_rate"] == 1.0 and r["n_rendered_refs"] == 3
+    assert 0.0 <= r["image_exact_match"] <= r["image_match_nospace"] <= 1.0
+    assert all(row["image_exact_match"] in (0.0, 1.0) for row in rows)
+    exact = [row["image_exact_match"] for row in rows]
+    assert sum(exact) / 3 == pytest.approx(r["image_exact_match"])
 
 
 def test_evaluate_errors(tiny_checkpoint, tiny_data, tmp_path):
@@ -195,3 +237,17 @@ def test_render_back():
     assert rb["render_rate"] == pytest.approx(2 / 3)
     assert rb["matches"] == [(True, True), (False, False), (False, False)]
     assert rb["image_exact_match"] == pytest.approx(1 / 3)
+    assert 0.0 < rb["image_edit_accuracy"] < 1.0
+
+
+def test_render_failure_is_reported_not_raised(tiny_checkpoint, tiny_data, tmp_path, monkeypatch):
+    import i2l.evaluate as ev
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no renderer here")
+
+    monkeypatch.setattr(ev, "render_back", broken)
+    m = ev.evaluate(tiny_checkpoint, tiny_data, split="validate", limit=2, out_dir=tmp_path, device="cpu",
+                    progress=False, render=True)
+    assert m["render"]["error"] == "RuntimeError: no renderer here"
+    assert m["n"] == 2 and "render-back failed" in ev.format_table(m)
