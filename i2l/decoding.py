@@ -70,7 +70,13 @@ def _check_lengths(max_len: int, min_len: int) -> None:
 
 
 def _log_probs(
-    logits: Tensor, step: int, bos_id: int, eos_id: int, pad_id: int | None, min_len: int, temperature: float = 1.0
+    logits: Tensor,
+    step: int,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int | None,
+    min_len: int,
+    temperature: float = 1.0,
 ) -> Tensor:
     """logits (N, V) -> log-probabilities (N, V) with start/padding (and the end before min_len) forbidden."""
     logits = logits.float()
@@ -106,7 +112,7 @@ def _generate(
     images, sizes = _prepare(model, images, sizes)
     memory, memory_mask = model.encode(images, sizes)  # (B, S, d), (B, S)
     B = memory.shape[0]
-    state = model.init_state(memory, memory_mask)
+    state = model.init_state(memory, memory_mask, capacity=max_len)
     out_tokens: list[list[int]] = [[] for _ in range(B)]
     out_logprobs: list[list[float]] = [[] for _ in range(B)]
     rows = list(range(B))  # original index of each active row
@@ -168,7 +174,9 @@ def sample_decode(
     if temperature <= 0:
         raise I2LError(f"temperature must be > 0 (use greedy_decode for temperature 0), got {temperature}")
     with _eval_mode(model):
-        return _generate(model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, temperature, generator)[0]
+        return _generate(
+            model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, temperature, generator
+        )[0]
 
 
 def greedy_decode_uncached(
@@ -233,7 +241,9 @@ def beam_search(
         images, sizes = _prepare(model, images, sizes)
         memory, memory_mask = model.encode(images, sizes)  # (B, S, d), (B, S)
         B, device = memory.shape[0], memory.device
-        state = model.init_state(memory, memory_mask).select(torch.arange(B, device=device).repeat_interleave(k))
+        state = model.init_state(memory, memory_mask, capacity=max_len).select(
+            torch.arange(B, device=device).repeat_interleave(k)
+        )
         scores = torch.full((B, k), float("-inf"), device=device)  # (n, k) raw sums of log-probs
         scores[:, 0] = 0.0  # one live beam at the start, so the first step does not pick k copies
         hist_tokens = torch.zeros(B * k, 0, dtype=torch.long, device=device)  # (n*k, t)
@@ -259,7 +269,9 @@ def beam_search(
                 for i, j in fin.nonzero().tolist():
                     row = i * k + int(top_beam[i, j])
                     lps = hist_logp[row].tolist() + [float(logp[row, eos_id])]
-                    hyp = Hypothesis(hist_tokens[row].tolist(), _normalise(sum(lps), length, length_penalty), lps)
+                    hyp = Hypothesis(
+                        hist_tokens[row].tolist(), _normalise(sum(lps), length, length_penalty), lps
+                    )
                     lst = finished[images_left[i]]
                     lst.append(hyp)
                     lst.sort(key=lambda h: -h.score)
@@ -301,7 +313,9 @@ def beam_search(
                     row = i * k + j
                     lps = hist_logp[row].tolist()
                     finished[b].append(
-                        Hypothesis(hist_tokens[row].tolist(), _normalise(sum(lps), lengths, length_penalty), lps)
+                        Hypothesis(
+                            hist_tokens[row].tolist(), _normalise(sum(lps), lengths, length_penalty), lps
+                        )
                     )
                 finished[b].sort(key=lambda h: -h.score)
                 del finished[b][k:]
@@ -332,7 +346,16 @@ def decode(
         if temperature is not None:
             raise I2LError("choose beam search (beam_size > 1) or sampling (temperature), not both")
         return beam_search(
-            model, images, sizes, beam_size, max_len, bos_id, eos_id, length_penalty, pad_id=pad_id, min_len=min_len
+            model,
+            images,
+            sizes,
+            beam_size,
+            max_len,
+            bos_id,
+            eos_id,
+            length_penalty,
+            pad_id=pad_id,
+            min_len=min_len,
         )
     if temperature is not None and temperature <= 0:
         raise I2LError(f"temperature must be > 0 (or None for greedy), got {temperature}")

@@ -39,7 +39,9 @@ MAX_IMAGE_SIDE = 4096  # larger images raise I2LError (memory); the processed Im
 def sinusoid_1d(length: int, d_model: int, device: torch.device | None = None) -> Tensor:
     """The Transformer's sinusoidal table: (length, d_model), sin on even channels, cos on odd ones."""
     position = torch.arange(length, dtype=torch.float32, device=device)[:, None]  # (L, 1)
-    div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / d_model))
+    div = torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / d_model)
+    )
     pe = torch.zeros(length, d_model, device=device)  # (L, d)
     pe[:, 0::2] = torch.sin(position * div)
     pe[:, 1::2] = torch.cos(position * div)[:, : d_model // 2]
@@ -54,7 +56,8 @@ def sinusoid_2d(height: int, width: int, d_model: int, device: torch.device | No
     pe_y = sinusoid_1d(height, half, device)  # (H, d/2)
     pe_x = sinusoid_1d(width, half, device)  # (W, d/2)
     pe = torch.cat(
-        [pe_y.T[:, :, None].expand(half, height, width), pe_x.T[:, None, :].expand(half, height, width)], dim=0
+        [pe_y.T[:, :, None].expand(half, height, width), pe_x.T[:, None, :].expand(half, height, width)],
+        dim=0,
     )
     return pe  # (d, H, W)
 
@@ -66,7 +69,9 @@ def check_images(images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, T
     Accepts (H, W), (1, H, W) or (B, 1, H, W); uint8 is divided by 255. Raises :class:`I2LError` with what to do.
     """
     if not isinstance(images, Tensor):
-        raise I2LError(f"images must be a torch.Tensor (B, 1, H, W) with values in [0, 1], got {type(images)}")
+        raise I2LError(
+            f"images must be a torch.Tensor (B, 1, H, W) with values in [0, 1], got {type(images)}"
+        )
     if images.dim() == 2:
         images = images[None, None]
     elif images.dim() == 3:
@@ -98,7 +103,9 @@ def check_images(images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, T
     if sizes is not None:
         sizes = torch.as_tensor(sizes, device=images.device).long()
         if sizes.shape != (B, 2):
-            raise I2LError(f"sizes must be (B, 2) = (height, width) per image, got shape {tuple(sizes.shape)}")
+            raise I2LError(
+                f"sizes must be (B, 2) = (height, width) per image, got shape {tuple(sizes.shape)}"
+            )
         if (sizes < 1).any() or (sizes[:, 0] > H).any() or (sizes[:, 1] > W).any():
             raise I2LError(
                 f"sizes must lie in [1, {H}] x [1, {W}] (the padded batch), got {sizes.tolist()}; "
@@ -252,7 +259,9 @@ class Attention(nn.Module):
             out = weights @ v
         else:
             p = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
+            )
         out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d)
         return self.out_proj(out), weights
 
@@ -266,9 +275,16 @@ class DecoderLayer(nn.Module):
         self.self_attn = Attention(d_model, num_heads, dropout)
         self.cross_attn = Attention(d_model, num_heads, dropout)
         self.ff = nn.Sequential(
-            nn.Linear(d_model, dim_feedforward), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim_feedforward, d_model)
+            nn.Linear(d_model, dim_feedforward),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_feedforward, d_model),
         )
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm1, self.norm2, self.norm3 = (
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+        )
         self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
 
     def forward(
@@ -277,21 +293,28 @@ class DecoderLayer(nn.Module):
         cross_kv: tuple[Tensor, Tensor],
         cross_mask: Tensor | None,
         self_cache: tuple[Tensor, Tensor] | None = None,
+        pos: int = 0,
         need_weights: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
-        """x (B, T, d) -> (B, T, d), the self-attention keys/values including x's, cross weights or None.
+    ) -> tuple[Tensor, Tensor | None]:
+        """x (B, T, d) -> (B, T, d) and the cross-attention weights (B, h, T, S) if asked for.
 
-        With ``self_cache`` (keys/values (B, h, t, d/h) of the t previous tokens), x holds the new tokens only
-        and attends to the cache and to itself (T = 1 in incremental decoding, no causal mask needed).
+        Without ``self_cache``: all T tokens at once, causal self-attention (teacher forcing).
+        With ``self_cache`` = key/value buffers (B, h, capacity, d/h) holding ``pos`` previous tokens: x is the
+        one new token (T = 1); its keys/values are written at ``pos`` and it attends to positions 0 .. pos.
         """
         h = self.norm1(x) if self.norm_first else x
         k, v = self.self_attn.keys_values(h)  # (B, h, T, d/h)
-        if self_cache is not None:
-            k, v = torch.cat([self_cache[0], k], dim=2), torch.cat([self_cache[1], v], dim=2)  # (B, h, t+T, d/h)
-        causal = x.shape[1] > 1
-        if causal and self_cache is not None and self_cache[0].shape[2] > 0:
-            raise NotImplementedError("several new tokens on top of a cache: decode one token at a time")
-        sa, _ = self.self_attn(h, k, v, is_causal=causal)
+        if self_cache is None:
+            sa, _ = self.self_attn(h, k, v, is_causal=x.shape[1] > 1)
+        else:
+            if x.shape[1] != 1:
+                raise NotImplementedError("incremental decoding feeds one token at a time")
+            k_buf, v_buf = self_cache
+            k_buf[:, :, pos : pos + 1] = k
+            v_buf[:, :, pos : pos + 1] = v
+            sa, _ = self.self_attn(
+                h, k_buf[:, :, : pos + 1], v_buf[:, :, : pos + 1]
+            )  # keys (B, h, pos+1, d/h)
         x = x + self.drop1(sa) if self.norm_first else self.norm1(x + self.drop1(sa))
 
         h = self.norm2(x) if self.norm_first else x
@@ -300,7 +323,7 @@ class DecoderLayer(nn.Module):
 
         h = self.norm3(x) if self.norm_first else x
         x = x + self.drop3(self.ff(h)) if self.norm_first else self.norm3(x + self.drop3(self.ff(h)))
-        return x, (k, v), weights
+        return x, weights
 
 
 @dataclass
@@ -309,7 +332,8 @@ class DecoderState:
 
     cross_kv[l]: cross-attention keys/values of layer l (N, h, S, d/h), computed once from the memory;
     cross_mask: (N, 1, 1, S) bool, True = may attend, or None when no position is padding;
-    self_kv[l]: self-attention keys/values of the tokens fed so far (N, h, t, d/h); length = t.
+    self_kv[l]: self-attention key/value buffers (N, h, capacity, d/h), the first ``length`` positions filled.
+    A step writes into the buffers in place: use the state it returns, not the old one.
     """
 
     cross_kv: list[tuple[Tensor, Tensor]]
@@ -317,10 +341,32 @@ class DecoderState:
     self_kv: list[tuple[Tensor, Tensor]]
     length: int = 0
 
+    @property
+    def capacity(self) -> int:
+        """Tokens the buffers can hold before they grow."""
+        return self.self_kv[0][0].shape[2] if self.self_kv else 1 << 30
+
+    def grow(self, capacity: int) -> DecoderState:
+        """The same state with buffers of at least ``capacity`` positions."""
+        if capacity <= self.capacity:
+            return self
+        self_kv = []
+        for k, v in self.self_kv:
+            N, h, _, dh = k.shape
+            k2, v2 = k.new_zeros(N, h, capacity, dh), v.new_zeros(N, h, capacity, dh)
+            k2[:, :, : self.length], v2[:, :, : self.length] = k[:, :, : self.length], v[:, :, : self.length]
+            self_kv.append((k2, v2))
+        return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
+
     def select(self, index: Tensor, cross: bool = True) -> DecoderState:
         """Keep rows ``index`` (N',): drop finished sequences or reorder beams (``cross=False``: the rows keep
         their image, so the cross-attention keys/values are left as they are)."""
-        self_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.self_kv]
+        self_kv = []
+        for k, v in self.self_kv:  # copy only the filled prefix into fresh buffers
+            k2, v2 = k.new_empty(len(index), *k.shape[1:]), v.new_empty(len(index), *v.shape[1:])
+            k2[:, :, : self.length] = k[:, :, : self.length].index_select(0, index)
+            v2[:, :, : self.length] = v[:, :, : self.length].index_select(0, index)
+            self_kv.append((k2, v2))
         if not cross:
             return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
         cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
@@ -354,39 +400,39 @@ class Decoder(nn.Module):
 
     def embed(self, tokens: Tensor, start: int = 0) -> Tensor:
         """tokens (B, T) -> (B, T, d)."""
-        x = self.embedding(tokens) * math.sqrt(self.d_model) + self.positions(start, tokens.shape[1]).to(
-            self.embedding.weight.dtype
-        )
-        return self.dropout(x)
+        pe = self.positions(start, tokens.shape[1]).to(self.embedding.weight.dtype)  # (T, d)
+        return self.dropout(self.embedding(tokens) * math.sqrt(self.d_model) + pe)
 
-    def init_state(self, memory: Tensor, memory_mask: Tensor | None) -> DecoderState:
-        """Cross-attention keys/values of every layer, computed once: memory (B, S, d) -> DecoderState."""
+    def init_state(self, memory: Tensor, memory_mask: Tensor | None, capacity: int = 64) -> DecoderState:
+        """Cross-attention keys/values of every layer, computed once, and empty self-attention buffers."""
         cross_kv = [layer.cross_attn.keys_values(memory) for layer in self.layers]  # (B, h, S, d/h) each
         cross_mask = None
         if memory_mask is not None and bool(memory_mask.any()):
             cross_mask = ~memory_mask[:, None, None, :]  # (B, 1, 1, S) True = attend
-        empty = memory.new_zeros(memory.shape[0], self.layers[0].self_attn.num_heads, 0,
-                                 self.layers[0].self_attn.head_dim) if len(self.layers) else None  # (B, h, 0, d/h)
-        return DecoderState(cross_kv, cross_mask, [(empty, empty) for _ in self.layers], 0)
+        B, h, _, dh = cross_kv[0][0].shape if cross_kv else (memory.shape[0], 1, 0, 1)
+        self_kv = [
+            (memory.new_zeros(B, h, capacity, dh), memory.new_zeros(B, h, capacity, dh)) for _ in cross_kv
+        ]
+        return DecoderState(cross_kv, cross_mask, self_kv, 0)
 
     def forward(self, tokens: Tensor, state: DecoderState, need_weights: bool = False) -> tuple[Tensor, list]:
-        """Teacher forcing from an empty state: tokens (B, T) -> logits (B, T, V), cross weights per layer."""
+        """Teacher forcing (the state's cache is not used): tokens (B, T) -> logits (B, T, V), cross weights."""
         x = self.embed(tokens)  # (B, T, d)
         weights = []
         for layer, cross_kv in zip(self.layers, state.cross_kv):
-            x, _, w = layer(x, cross_kv, state.cross_mask, None, need_weights)
+            x, w = layer(x, cross_kv, state.cross_mask, need_weights=need_weights)
             weights.append(w)
         return self.output(self.norm(x)), weights  # (B, T, V)
 
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """One incremental step: the newest tokens (N,) -> logits (N, V) and the state with their keys/values."""
+        if state.length >= state.capacity:
+            state = state.grow(2 * state.capacity)
         x = self.embed(tokens[:, None], start=state.length)  # (N, 1, d)
-        self_kv = []
         for layer, cross_kv, cache in zip(self.layers, state.cross_kv, state.self_kv):
-            x, kv, _ = layer(x, cross_kv, state.cross_mask, cache)
-            self_kv.append(kv)  # (N, h, t+1, d/h)
+            x, _ = layer(x, cross_kv, state.cross_mask, cache, state.length)  # (N, 1, d)
         logits = self.output(self.norm(x[:, 0]))  # (N, V)
-        return logits, DecoderState(state.cross_kv, state.cross_mask, self_kv, state.length + 1)
+        return logits, DecoderState(state.cross_kv, state.cross_mask, state.self_kv, state.length + 1)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -413,9 +459,11 @@ class Im2LatexModel(nn.Module):
         memory = features.flatten(2).transpose(1, 2)  # (B, S, d)
         return memory, ~valid.flatten(1)  # (B, S, d), (B, S)
 
-    def init_state(self, memory: Tensor, memory_mask: Tensor | None = None) -> DecoderState:
+    def init_state(
+        self, memory: Tensor, memory_mask: Tensor | None = None, capacity: int = 64
+    ) -> DecoderState:
         """The decoding state for memory (B, S, d): cross-attention keys/values precomputed, empty cache."""
-        return self.decoder.init_state(memory, memory_mask)
+        return self.decoder.init_state(memory, memory_mask, capacity)
 
     def decode_step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
         """Feed the newest tokens (N,) -> logits (N, V) for the next token, and the grown state."""
