@@ -65,6 +65,7 @@ TEX_INSTALL_HINT = (
 )
 _FORBIDDEN = re.compile(r"\\(?:end|begin)\s*\{\s*document\s*\}|\\(?:input|include|write|openout|openin|read|"
                         r"immediate|newpage|clearpage|pagebreak|shipout|output|typeout|special|csname|catcode)\b")
+_LINE_NO = re.compile(r"^l\.\d+ ")  # the "l.123 <input line>" that follows every TeX error message
 _MARK = re.compile(r"^I2L(BEGIN|END) (\d+)(?: (\d+))?$")
 
 
@@ -165,7 +166,8 @@ def _parse_log(text: str) -> tuple[dict[int, int], dict[int, str], set[int]]:
     begun: set[int] = set()
     current: int | None = None
     last_page = 1  # the page counter before the first formula
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         m = _MARK.match(line.strip())
         if m:
             k = int(m.group(2))
@@ -182,7 +184,8 @@ def _parse_log(text: str) -> tuple[dict[int, int], dict[int, str], set[int]]:
                     else:
                         errors[k] = f"rendered {shipped} pages" if shipped else "renders empty (no page)"
                 current = None
-        elif line.startswith("! ") and current is not None and current not in errors:
+        elif (line.startswith("! ") and current is not None and current not in errors
+              and any(_LINE_NO.match(after) for after in lines[i + 1:i + 16])):  # not a "! " in a box display
             errors[current] = "latex error: " + line[2:].strip()
     for k in begun:
         if k not in pages and k not in errors:
@@ -331,7 +334,7 @@ def to_mathtext(formula: str) -> str | None:
     text = " ".join(out)
     text = re.sub(r"\s*([_^])\s*", r"\1", text)  # x _ { i } -> x_{i}: mathtext reads a spaced _ as text
     text = re.sub(r"\\(mathcal|mathbf|mathrm|mathit|mathsf|mathtt|operatorname)\s*\{", r"\\\1{", text)
-    return text
+    return re.sub(r"\s+\}", "}", re.sub(r"\{\s+", "{", text)).strip()  # mathtext ignores these spaces
 
 
 def render_mathtext(formula: str) -> tuple[Image.Image | None, str | None]:
