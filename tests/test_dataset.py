@@ -109,6 +109,10 @@ def test_bucket_sampler_splits_across_ranks():
     parts = [list(BucketBatchSampler(keys, 4, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
     assert len(parts[0]) == len(parts[1]) > 0
     assert not {i for b in parts[0] for i in b} & {i for b in parts[1] for i in b}
+    evals = [list(BucketBatchSampler(keys, 8, shuffle=False, num_replicas=3, rank=r)) for r in range(3)]
+    assert sorted(i for part in evals for b in part for i in b) == list(range(100))  # evaluation loses nothing
+    with pytest.raises(I2LError, match="use_distributed_sampler=False"):
+        BucketBatchSampler(torch.utils.data.SequentialSampler(range(10)), 4)
 
 
 def test_bucketing_cuts_padding():

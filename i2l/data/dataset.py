@@ -163,13 +163,17 @@ class BucketBatchSampler(Sampler[list[int]]):
     With ``shuffle`` the groups and the batch order are shuffled anew each epoch, deterministically from
     ``seed`` and the epoch (``set_epoch``, called by Lightning; else incremented after each pass). Without
     it, batches come in key order (evaluation). Under ``torch.distributed`` each rank takes every
-    ``num_replicas``-th batch (use ``Trainer(use_distributed_sampler=False)``).
+    ``num_replicas``-th batch (use ``Trainer(use_distributed_sampler=False)``): when shuffling, the batches
+    that do not divide evenly are left out so that all ranks step together; for evaluation none is left out.
     """
 
     def __init__(self, keys: Sequence, batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, num_replicas: int | None = None, rank: int | None = None) -> None:
         if batch_size < 1:
             raise I2LError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(keys, Sampler):
+            raise I2LError("BucketBatchSampler takes one size key per sample and shards itself across processes; "
+                           "create the Trainer with use_distributed_sampler=False")
         self.keys = list(keys)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -198,9 +202,11 @@ class BucketBatchSampler(Sampler[list[int]]):
                     batches.append(chunk)
         if self.shuffle:
             rng.shuffle(batches)
-        if self.num_replicas > 1:  # same number of batches on every rank
+        if self.num_replicas > 1 and self.shuffle:  # training: the same number of batches on every rank
             per_rank = len(batches) // self.num_replicas
             batches = batches[self.rank: per_rank * self.num_replicas: self.num_replicas]
+        elif self.num_replicas > 1:  # evaluation: every batch, round robin (ranks may differ by one batch)
+            batches = batches[self.rank:: self.num_replicas]
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -273,7 +279,8 @@ class Im2LatexDataModule(L.LightningDataModule):
         """Read the splits, filter, build the vocabulary and the datasets (once)."""
         if self.train_set is not None:
             return
-        self.prepare_data()
+        if self.trainer is None:  # used on its own; under a Trainer, Lightning calls prepare_data itself
+            self.prepare_data()
         layout = find_layout(self.data_dir)
         formulas = read_formulas(layout.formulas)
         cfg = self.cfg
