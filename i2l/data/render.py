@@ -153,6 +153,7 @@ def page_to_image(page: np.ndarray) -> Image.Image | None:
 def _document(formulas: list[str]) -> str:
     parts = [PREAMBLE]
     for k, formula in enumerate(formulas):
+        formula = formula.replace("\r", " ").replace("\n", " ")  # a ^^M would end the line: TeX drops the rest
         parts.append(f"\\typeout{{I2LBEGIN {k}}}\n\\begin{{displaymath}}\n{formula}\n\\end{{displaymath}}\n"
                      f"\\clearpage\n\\typeout{{I2LEND {k} \\arabic{{page}}}}\n")
     parts.append("\\end{document}\n")

@@ -104,7 +104,7 @@ class FormulaGenerator:
     """Seeded random formulas in the normalized token style; ``max_len`` caps the number of tokens."""
 
     def __init__(self, seed: int = 0, max_len: int | None = None, mean_len: float = 36.0,
-                 std_len: float = 20.0) -> None:
+                 std_len: float = 16.0) -> None:
         self.rng = random.Random(seed)
         self.max_len = max_len
         # A log-normal target length with the requested mean and spread.
@@ -167,7 +167,7 @@ class FormulaGenerator:
             return ["\\", self.rng.choice("abcmnrs")]
         return [self.rng.choice(["\\mu", "\\nu", "\\alpha", "\\beta", "i", "a"])]
 
-    def scripts(self, base: list[str], depth: int, p_sub: float = 0.26, p_sup: float = 0.19) -> list[str]:
+    def scripts(self, base: list[str], depth: int, p_sub: float = 0.22, p_sup: float = 0.16) -> list[str]:
         out = list(base)
         if self.chance(p_sub):
             out += ["_", "{", *self.index(depth), "}"]
