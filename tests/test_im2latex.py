@@ -426,3 +426,16 @@ def test_extract_rejects_corrupt_archive(tmp_path):
     archive.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(I2LError, match="not a valid tar archive"):
         extract_tar(archive, tmp_path / "out")
+
+
+def test_official_split_lists_parse(shared_data, tmp_path):
+    splits = shared_data / "im2latex" / "splits"
+    for split in ("train", "validate", "test"):
+        (tmp_path / f"im2latex_{split}.lst").symlink_to(splits / f"im2latex_{split}.lst")
+    (tmp_path / "im2latex_formulas.lst").write_text("x\n" * 103_559)  # placeholders, not the real formulas
+    (tmp_path / "formula_images").mkdir()
+    expected = {"train": 83_884, "validate": 9_320, "test": 10_355}
+    for split, n in expected.items():
+        samples, report = load_split_report(tmp_path, split)
+        assert report.lines == n and report.missing_images == n  # every line parsed, no image downloaded
+        assert report.bad_lines == report.bad_indices == 0 and samples == []
