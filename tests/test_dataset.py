@@ -191,8 +191,8 @@ def test_unknown_tokens_are_reported(data_dir, caplog):
         dm = Im2LatexDataModule(cfg, vocab=vocab, data_dir=data_dir)
         dm.setup()
     report = dm.val_set.unknown_report()
-    assert report["unknown_tokens"] > 0 and "formula line 31" in report["examples"][0]
-    assert "outside the vocabulary" in caplog.text
+    assert report["unknown_tokens"] > 0 and "line 31" in report["examples"][0]
+    assert "outside the vocabulary" in caplog.text and "formulas.norm.lst line 31 (i30.png)" in caplog.text
 
 
 def test_missing_test_split_is_a_clear_error(data_dir):

@@ -120,14 +120,14 @@ class Im2LatexDataset(Dataset):
             self._sizes = sizes
         return self._sizes
 
-    def unknown_report(self, max_examples: int = 5) -> dict:
-        """Tokens outside the vocabulary: total count and examples naming the formula list line."""
+    def unknown_report(self, max_examples: int = 5, formulas_file: str = "formula list") -> dict:
+        """Tokens outside the vocabulary: total count and examples naming the formula list and line."""
         total, examples = 0, []
         for s in self.samples:
             missing = self.vocab.unknown_tokens(s.tokens)
             total += len(missing)
             if missing and len(examples) < max_examples:
-                examples.append(f"formula line {s.index + 1} ({s.name}): {sorted(set(missing))[:5]}")
+                examples.append(f"{formulas_file} line {s.index + 1} ({s.name}): {sorted(set(missing))[:5]}")
         n_tokens = sum(len(t) - 2 for t in self.token_ids)
         return {"unknown_tokens": total, "tokens": n_tokens, "unknown_rate": total / max(n_tokens, 1),
                 "examples": examples}
@@ -300,7 +300,7 @@ class Im2LatexDataModule(L.LightningDataModule):
         self.test_set = Im2LatexDataset(test, self.vocab, eval_transform(), split="test") if test else None
         for ds in (self.val_set, self.test_set):
             if ds is not None and len(ds):
-                rep = ds.unknown_report()
+                rep = ds.unknown_report(formulas_file=layout.formulas.name)
                 if rep["unknown_tokens"]:
                     log.warning("%s: %d of %d tokens (%.2f%%) are outside the vocabulary, e.g. %s", ds.split,
                                 rep["unknown_tokens"], rep["tokens"], 100 * rep["unknown_rate"],
