@@ -41,6 +41,35 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Config, total_steps: int
+) -> tuple[torch.optim.lr_scheduler.LRScheduler, str]:
+    """The schedule of ``cfg`` and how often it steps: ``("epoch")`` for multistep, ``("step")`` for cosine."""
+    if cfg.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma), "epoch"
+    if cfg.schedule == "cosine":
+        warmup = cfg.warmup_steps
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cosine_with_warmup(step, warmup, total_steps)
+        ), "step"
+    raise I2LError(f"unknown schedule {cfg.schedule!r} in the config: use 'multistep' or 'cosine'")
+
+
+def lr_schedule(cfg: Config, steps_per_epoch: int, epochs: int | None = None) -> list[float]:
+    """The learning rate of every optimiser step of a run of ``cfg`` (for plotting the schedule)."""
+    epochs = epochs or cfg.max_epochs
+    total = steps_per_epoch * epochs
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler, interval = make_scheduler(optimizer, cfg, total)
+    lrs = []
+    for step in range(total):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if interval == "step" or (step + 1) % steps_per_epoch == 0:
+            scheduler.step()
+    return lrs
+
+
 class LitIm2Latex(L.LightningModule):
     """Training, validation and optimisation around :class:`i2l.model.Im2LatexModel`."""
 
@@ -142,16 +171,8 @@ class LitIm2Latex(L.LightningModule):
                 (decay if p.ndim >= 2 else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-        if cfg.schedule == "multistep":
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        if cfg.schedule == "cosine":
-            total = self.total_steps()
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda step: cosine_with_warmup(step, cfg.warmup_steps, total)
-            )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        raise I2LError(f"unknown schedule {cfg.schedule!r} in the config: use 'multistep' or 'cosine'")
+        scheduler, interval = make_scheduler(optimizer, cfg, self.total_steps() if cfg.schedule == "cosine" else 0)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     def total_steps(self) -> int:
         """Optimiser steps of the whole run as Lightning estimates them (max_epochs x batches per epoch)."""
@@ -216,4 +237,4 @@ def load_checkpoint(
     return model, vocab, cfg
 
 
-__all__ = ["LitIm2Latex", "cosine_with_warmup", "load_checkpoint", "read_checkpoint"]
+__all__ = ["LitIm2Latex", "cosine_with_warmup", "make_scheduler", "lr_schedule", "load_checkpoint", "read_checkpoint"]

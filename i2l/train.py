@@ -1,0 +1,291 @@
+"""Build the Trainer and run fit: precision from the device, checkpoints, loggers, resuming, DDP.
+
+``fit(cfg)`` trains ``cfg`` into ``cfg.run_dir`` (``runs/<run_name or preset>``) and returns a
+:class:`FitResult`. The run folder holds::
+
+    runs/<name>/checkpoints/best.ckpt   best validation score (val_bleu, or val_loss without decoding)
+    runs/<name>/checkpoints/last.ckpt   end of the latest epoch: what ``resume=True`` continues from
+    runs/<name>/metrics.csv             CSVLogger, one row per logged step / epoch (notebook 05 plots it)
+    runs/<name>/tensorboard/            TensorBoard events, when tensorboard is installed
+    runs/<name>/config.json, vocab.json the run's configuration and vocabulary, for people
+
+Every checkpoint also carries the config and the vocabulary (see :mod:`i2l.lit`). Checkpoints are
+written to a temporary file and renamed, so a crash never leaves a half-written ``last.ckpt``, and a
+fresh run refuses to start in a folder that already holds checkpoints (resume it or pick a new run name).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+
+from i2l.config import Config
+from i2l.errors import I2LError
+from i2l.lit import LitIm2Latex, read_checkpoint
+from i2l.tokenizer import Vocab
+
+# Fields that fix the shape of the network: a resumed run must keep them.
+ARCHITECTURE_FIELDS = ("d_model", "num_heads", "num_layers", "dim_feedforward", "norm_first", "pretrained_backbone")
+
+
+@dataclass
+class FitResult:
+    """Where a run left its files, and the last logged metrics."""
+
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    metrics_csv: Path
+    run_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+    global_step: int = 0
+
+
+# ---------------------------------------------------------------------------------- pieces
+def choose_precision(cfg: Config) -> str:
+    """``cfg.precision``, or for ``"auto"``: bf16-mixed on compute capability >= 8, 16-mixed on older GPUs, else 32.
+
+    ``torch.cuda.is_bf16_supported()`` answers True on a T4 (compute capability 7.5) where bf16 is emulated
+    and slow, so the capability is read directly.
+    """
+    if cfg.precision != "auto":
+        return cfg.precision
+    if cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        major, _ = torch.cuda.get_device_capability()
+        return "bf16-mixed" if major >= 8 else "16-mixed"
+    return "32-true"
+
+
+def checkpoint_dir(cfg: Config) -> Path:
+    """``cfg.run_dir / "checkpoints"``."""
+    return cfg.run_dir / "checkpoints"
+
+
+def metrics_csv_path(cfg: Config) -> Path:
+    """``cfg.run_dir / "metrics.csv"``, where the CSVLogger writes."""
+    return cfg.run_dir / "metrics.csv"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to ``<name>.tmp`` and renames it, so a crash never leaves a broken checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
+class ResumableCSVLogger(CSVLogger):
+    """A CSVLogger writing ``<save_dir>/metrics.csv`` that, when resuming, appends instead of starting afresh."""
+
+    def __init__(self, save_dir: str | Path, keep_existing: bool = False) -> None:
+        super().__init__(save_dir=str(save_dir), name="", version="")
+        self._keep_existing = keep_existing
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is not None:
+            return self._experiment
+        path = Path(self.log_dir) / "metrics.csv"
+        kept = path.read_text() if self._keep_existing and path.is_file() else None
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+            exp = super().experiment  # Lightning deletes an existing metrics.csv here
+        if kept is not None and rank_zero_only.rank == 0:
+            path.write_text(kept)
+            header = next(csv.reader(io.StringIO(kept)), [])
+            exp.metrics_keys = sorted(set(header))
+        return exp
+
+
+def make_loggers(cfg: Config, resume: bool = False) -> list[Logger]:
+    """CSVLogger (always) and TensorBoardLogger (when installed), both inside ``cfg.run_dir``."""
+    loggers: list[Logger] = [ResumableCSVLogger(cfg.run_dir, keep_existing=resume)]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(save_dir=str(cfg.run_dir), name="tensorboard", version="",
+                                         default_hp_metric=False))
+    return loggers
+
+
+def monitored_metric(cfg: Config) -> tuple[str, str]:
+    """The metric that picks the best checkpoint and its mode: ``val_bleu``/max, or ``val_loss``/min."""
+    return ("val_bleu", "max") if cfg.val_decode_samples > 0 else ("val_loss", "min")
+
+
+def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
+    """ModelCheckpoint (``best.ckpt`` + ``last.ckpt``), LearningRateMonitor and the progress bar."""
+    monitor, mode = monitored_metric(cfg)
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=str(checkpoint_dir(cfg)), filename="best", monitor=monitor, mode=mode, save_top_k=1,
+            save_last=True, auto_insert_metric_name=False,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps)))
+    return callbacks
+
+
+def make_trainer(cfg: Config, resume: bool = False, progress_bar: bool = True, **overrides: Any) -> L.Trainer:
+    """The Lightning Trainer for ``cfg``: device, precision, clipping, limits, callbacks, loggers."""
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    kwargs: dict[str, Any] = dict(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=choose_precision(cfg),
+        max_epochs=cfg.max_epochs,
+        max_time=timedelta(minutes=cfg.max_time_minutes) if cfg.max_time_minutes else None,
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        gradient_clip_val=cfg.grad_clip or None,
+        log_every_n_steps=cfg.log_every_n_steps,
+        deterministic=("warn" if torch.cuda.is_available() else True) if cfg.deterministic else None,
+        callbacks=make_callbacks(cfg, progress_bar=progress_bar),
+        logger=make_loggers(cfg, resume=resume),
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(cfg.run_dir),
+        enable_progress_bar=progress_bar,
+        num_sanity_val_steps=1,
+        use_distributed_sampler=False,  # the bucketing batch sampler splits the batches between ranks itself
+    )
+    kwargs.update(overrides)
+    return L.Trainer(**kwargs)
+
+
+def find_data(cfg: Config) -> Path:
+    """The dataset folder of ``cfg``, generating the synthetic set first when that is what it names."""
+    try:
+        from i2l.data.synth import ensure_dataset
+    except ImportError:  # pragma: no cover - the generator is part of the package
+        ensure_dataset = None
+    path = ensure_dataset(cfg) if ensure_dataset is not None else cfg.data_path
+    path = Path(path)
+    if not path.is_dir() or not any(path.glob("*formulas.norm.lst")):
+        raise I2LError(
+            f"no dataset found at {path} (it needs formulas.norm.lst, the split lists and images_processed/): "
+            f"run `i2l data download --dest {cfg.data_dir}` for Im2Latex-100K, `i2l data synth --out "
+            f"{cfg.data_dir}` for synthetic formulas, or pass --data with the right folder"
+        )
+    return path
+
+
+def make_datamodule(cfg: Config, vocab: Vocab | None = None) -> Any:
+    """The :class:`~i2l.data.dataset.Im2LatexDataModule` of ``cfg``, set up (vocabulary built if not given)."""
+    from i2l.data.dataset import Im2LatexDataModule
+
+    dm = Im2LatexDataModule(cfg, vocab=vocab, data_dir=find_data(cfg))
+    dm.setup()
+    if len(dm.train_set) == 0:
+        raise I2LError(f"the training split of {cfg.data_path} is empty: check train_filter.lst")
+    return dm
+
+
+def _check_resume(cfg: Config, last: Path, vocab: Vocab) -> None:
+    ckpt = read_checkpoint(last)
+    old_cfg = ckpt["hyper_parameters"]["config"]
+    changed = [f for f in ARCHITECTURE_FIELDS if f in old_cfg and old_cfg[f] != getattr(cfg, f)]
+    if changed:
+        diff = ", ".join(f"{f}: {old_cfg[f]} -> {getattr(cfg, f)}" for f in changed)
+        raise I2LError(
+            f"cannot resume {last}: the model differs from the checkpoint's ({diff}); resume with the same "
+            "preset, or start a new run with another --run-name"
+        )
+    old_vocab = Vocab.from_dict(ckpt["hyper_parameters"]["vocab"])
+    if old_vocab != vocab:
+        missing = [t for t in vocab.itos if t not in old_vocab][:5]
+        raise I2LError(
+            f"cannot resume {last}: the dataset at {cfg.data_path} has a different vocabulary ({len(vocab)} tokens) "
+            f"from the checkpoint's ({len(old_vocab)} tokens; e.g. new tokens {missing}); resume with the data the "
+            "run started on, or start a new run with another --run-name"
+        )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _oom_message(cfg: Config, exc: BaseException) -> str:
+    return (
+        f"out of GPU memory with batch_size={cfg.batch_size}, max_len={cfg.max_len}, precision "
+        f"{choose_precision(cfg)} ({str(exc).splitlines()[0][:160]}). Lower the batch size (--batch-size "
+        f"{max(1, cfg.batch_size // 2)}), or lower max_len, or use a GPU with more memory; then continue this run "
+        "with --resume (last.ckpt is intact)."
+    )
+
+
+# ---------------------------------------------------------------------------------- fit
+def fit(cfg: Config, resume: bool | str = False, progress_bar: bool = True, **trainer_overrides: Any) -> FitResult:
+    """Train ``cfg`` into ``cfg.run_dir``; ``resume=True`` continues from ``last.ckpt``, ``"auto"`` when it exists."""
+    ckpt_dir = checkpoint_dir(cfg)
+    last = ckpt_dir / "last.ckpt"
+    if resume == "auto":
+        resume = last.is_file()
+    if resume and not last.is_file():
+        raise I2LError(f"nothing to resume: {last} does not exist; start the run without --resume")
+    existing = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
+    if not resume and existing:
+        raise I2LError(
+            f"{cfg.run_dir} already holds checkpoints ({', '.join(p.name for p in existing)}); continue that run "
+            "with --resume (resume=True), or start a new one with another --run-name (run_name=...)"
+        )
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = make_datamodule(cfg)
+    vocab = dm.vocab
+    if resume:
+        _check_resume(cfg, last, vocab)
+    if rank_zero_only.rank == 0:
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(cfg.run_dir / "config.json", cfg.to_json())
+        vocab.save(cfg.run_dir / "vocab.json")
+
+    lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict())
+    if cfg.compile:
+        lit.compile_model()
+    trainer = make_trainer(cfg, resume=bool(resume), progress_bar=progress_bar, **trainer_overrides)
+    try:
+        trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if resume else None)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise I2LError(_oom_message(cfg, exc)) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower():
+            raise I2LError(_oom_message(cfg, exc)) from exc
+        raise
+    ckpt_cb = trainer.checkpoint_callback
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    return FitResult(
+        best_checkpoint=best if best is not None and best.is_file() else None,
+        last_checkpoint=last if last.is_file() else None,
+        metrics_csv=metrics_csv_path(cfg),
+        run_dir=cfg.run_dir,
+        metrics={k: float(v) for k, v in trainer.callback_metrics.items()},
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+    )
+
+
+__all__ = [
+    "FitResult", "fit", "choose_precision", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
+    "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
+    "ResumableCSVLogger",
+]

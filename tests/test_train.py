@@ -1,0 +1,184 @@
+"""Tests for i2l.train: precision choice, a short smoke run, resuming, refusals with clear errors, DDP on CPUs."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from i2l.config import get_config
+from i2l.errors import I2LError
+from i2l.lit import load_checkpoint, read_checkpoint
+from i2l.train import AtomicCheckpointIO, choose_precision, fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    """A small synthetic dataset in the processed layout (generated once for this module)."""
+    from i2l.data.synth import make_dataset
+
+    return Path(make_dataset(tmp_path_factory.mktemp("data") / "synth-train", n=120, seed=3, progress=False))
+
+
+def small_cfg(synth_dir: Path, out: Path, **kw):
+    base = dict(data_dir=str(synth_dir), out_dir=str(out), run_name="t", limit_train_batches=2,
+                limit_val_batches=1, val_decode_samples=4, max_epochs=1, log_every_n_steps=1, num_workers=0)
+    return get_config("smoke", **{**base, **kw})
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(synth_dir, tmp_path_factory):
+    """One short smoke run, then a resumed second epoch: (cfg, first result, rows after epoch 1, resumed result)."""
+    cfg = small_cfg(synth_dir, tmp_path_factory.mktemp("runs"))
+    first = fit(cfg, progress_bar=False)
+    rows_first = read_csv(first.metrics_csv)
+    first.epoch_in_checkpoint = read_checkpoint(first.last_checkpoint)["epoch"]
+    resumed = fit(cfg.replace(max_epochs=2), resume=True, progress_bar=False)
+    return cfg, first, rows_first, resumed
+
+
+def test_precision_follows_the_device(monkeypatch):
+    cfg = get_config("smoke")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_precision(cfg) == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # what a T4 answers
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (7, 5))
+    assert choose_precision(cfg) == "16-mixed"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 0))
+    assert choose_precision(cfg) == "bf16-mixed"
+    assert choose_precision(cfg.replace(accelerator="cpu")) == "32-true"
+    assert choose_precision(cfg.replace(precision="16-mixed")) == "16-mixed"
+
+
+def test_short_run_writes_checkpoints_and_metrics(trained):
+    cfg, first, rows, _ = trained
+    ckpt_dir = cfg.run_dir / "checkpoints"
+    assert first.last_checkpoint == ckpt_dir / "last.ckpt" and first.last_checkpoint.is_file()
+    assert first.best_checkpoint == ckpt_dir / "best.ckpt" and first.best_checkpoint.is_file()
+    assert first.metrics_csv == cfg.run_dir / "metrics.csv"
+    assert not list(ckpt_dir.glob("*.tmp"))  # atomic writes leave no temporary file
+    columns = set(rows[0])
+    assert {"train_loss", "val_loss", "val_bleu", "val_exact_match", "val_edit_accuracy", "step", "epoch"} <= columns
+    assert any(c.startswith("lr-") for c in columns)
+    assert (cfg.run_dir / "config.json").is_file() and (cfg.run_dir / "vocab.json").is_file()
+    assert first.epochs == 1 and first.global_step == 2
+
+
+def test_checkpoint_loads_with_nothing_else(trained):
+    cfg, first, _, _ = trained
+    model, vocab, loaded_cfg = load_checkpoint(first.best_checkpoint)
+    assert loaded_cfg.d_model == cfg.d_model and loaded_cfg.run_name == "t"
+    hp = read_checkpoint(first.last_checkpoint)["hyper_parameters"]
+    assert set(hp) == {"config", "vocab"} and hp["vocab"] == vocab.to_dict()
+    images = torch.ones(1, 1, 32, 64)
+    tokens = torch.tensor([[vocab.bos_id]])
+    with torch.no_grad():
+        assert model(images, tokens).shape == (1, 1, len(vocab))
+
+
+def test_resume_continues_the_same_run(trained):
+    cfg, first, rows_first, resumed = trained
+    assert resumed.epochs == 2 and resumed.global_step == 2 * first.global_step  # continued, not restarted
+    ckpt = read_checkpoint(resumed.last_checkpoint)
+    assert ckpt["epoch"] > first.epoch_in_checkpoint and ckpt["global_step"] == 2 * first.global_step
+    assert ckpt["lr_schedulers"] and ckpt["optimizer_states"]
+    rows = read_csv(resumed.metrics_csv)  # the same metrics.csv, appended
+    assert len(rows) > len(rows_first)
+    assert [r["step"] for r in rows[: len(rows_first)]] == [r["step"] for r in rows_first]
+    epochs = {int(float(r["epoch"])) for r in rows if r.get("epoch")}
+    assert epochs == {0, 1}
+
+
+def test_fresh_run_refuses_to_overwrite_checkpoints(trained):
+    cfg, first, _, _ = trained
+    before = first.last_checkpoint.read_bytes()
+    with pytest.raises(I2LError, match="--resume"):
+        fit(cfg, progress_bar=False)
+    assert first.last_checkpoint.read_bytes() == before
+
+
+def test_resume_without_checkpoint_is_a_clear_error(synth_dir, tmp_path):
+    with pytest.raises(I2LError, match="nothing to resume"):
+        fit(small_cfg(synth_dir, tmp_path), resume=True)
+
+
+def test_resume_with_another_vocabulary_is_refused(trained, tmp_path):
+    cfg, first, _, _ = trained
+    other = tmp_path / "synth-other"
+    shutil.copytree(cfg.data_path, other)
+    name = "formulas.norm.lst" if (other / "formulas.norm.lst").exists() else "im2latex_formulas.norm.lst"
+    lines = (other / name).read_text().split("\n")
+    (other / name).write_text("\n".join(f"{line} \\newtoken" if line else line for line in lines))
+    with pytest.raises(I2LError, match="different vocabulary"):
+        fit(cfg.replace(data_dir=str(other), max_epochs=3), resume=True)
+
+
+def test_resume_with_another_model_is_refused(trained):
+    cfg, _, _, _ = trained
+    with pytest.raises(I2LError, match="d_model"):
+        fit(cfg.replace(d_model=48, max_epochs=3), resume=True)
+
+
+def test_no_data_is_a_clear_error(tmp_path):
+    with pytest.raises(I2LError, match="no dataset"):
+        fit(get_config("smoke", data_dir=str(tmp_path / "nowhere"), out_dir=str(tmp_path)))
+
+
+def test_out_of_memory_is_a_clear_error(synth_dir, tmp_path, monkeypatch):
+    import lightning as L
+
+    def boom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(L.Trainer, "fit", boom)
+    with pytest.raises(I2LError, match="--batch-size 4"):
+        fit(small_cfg(synth_dir, tmp_path))
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"a": torch.ones(2)}, path)
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        io.save_checkpoint({"a": lambda: None}, path)  # cannot be pickled
+    assert torch.equal(torch.load(path)["a"], torch.ones(2))
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(synth_dir, tmp_path):
+    script = tmp_path / "ddp_fit.py"
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import torch
+        torch.set_num_threads(1)
+        from i2l.config import get_config
+        from i2l.train import fit
+        cfg = get_config("smoke", data_dir={str(synth_dir)!r}, out_dir={str(tmp_path)!r}, run_name="ddp",
+                         accelerator="cpu", devices=2, strategy="ddp", limit_train_batches=2, limit_val_batches=1,
+                         val_decode_samples=2, max_epochs=1, log_every_n_steps=1)
+        r = fit(cfg, progress_bar=False)
+        print("RESULT", os.environ.get("LOCAL_RANK", "0"), r.global_step, r.last_checkpoint)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [line.split() for line in proc.stdout.splitlines() if line.startswith("RESULT")]
+    assert len(results) == 2  # one line per process
+    assert sorted(r[1] for r in results) == ["0", "1"] and all(r[2] == "2" for r in results)
+    assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
+    model, vocab, cfg = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
+    assert cfg.devices == 2 and len(vocab) > 4
