@@ -181,33 +181,4 @@ class Predictor:
                                         bos_id=self.vocab.bos_id)
 
 
-def find_checkpoint(cfg: Config) -> Path | None:
-    """``best.ckpt`` (else ``last.ckpt``) in ``cfg.run_dir/checkpoints``, as notebook 04 writes them; or None."""
-    folder = cfg.run_dir / "checkpoints"
-    for name in ("best.ckpt", "last.ckpt"):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
-def load_or_train(cfg: Config, checkpoint: str | Path | None = None, device: str = "auto") -> Predictor:
-    """A Predictor from ``checkpoint``, else from the run of ``cfg`` (notebook 04), else trained now.
-
-    Training now happens only in smoke mode (seconds on a CPU); otherwise a missing checkpoint is an error
-    that says which notebook makes it.
-    """
-    path = Path(checkpoint) if checkpoint else find_checkpoint(cfg)
-    if path is None:
-        if not cfg.smoke:
-            raise I2LError(f"no checkpoint in {cfg.run_dir / 'checkpoints'}: run notebook 04 (or `i2l train`) "
-                           "first, or pass a checkpoint path")
-        from i2l.data.synth import ensure_dataset
-        from i2l.train import fit
-
-        ensure_dataset(cfg)
-        result = fit(cfg, progress_bar=False)
-        path = result.best_checkpoint or result.last_checkpoint
-    return Predictor.from_checkpoint(path, device=device)
-
-
-__all__ = ["Predictor", "PredictionResult", "Candidate", "pick_device", "find_checkpoint", "load_or_train"]
+__all__ = ["Predictor", "PredictionResult", "Candidate", "pick_device"]

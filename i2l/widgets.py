@@ -173,6 +173,17 @@ class InferenceApp:
 
         display(self.widget)
 
+    def set_upload(self, data: bytes, name: str = "image.png") -> None:
+        """Put ``data`` into the upload button as if the user had chosen a file (ipywidgets 8 or 7)."""
+        from datetime import datetime, timezone
+
+        if int(W.__version__.split(".")[0]) >= 8:
+            self.upload.value = ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+                                  "last_modified": datetime.now(timezone.utc)},)
+        else:  # pragma: no cover - ipywidgets 7 (Colab)
+            self.upload.value = {name: {"metadata": {"name": name, "type": "image/png", "size": len(data)},
+                                        "content": data}}
+
     def current_image(self) -> bytes | Image.Image:
         """The uploaded file's bytes or the drawing, whichever ``source`` says."""
         if self.source.value == "drawing":

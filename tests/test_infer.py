@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 
 from i2l.config import get_config
 from i2l.errors import I2LError
-from i2l.infer import PredictionResult, Predictor, find_checkpoint
+from i2l.infer import PredictionResult, Predictor
 from i2l.preprocess import to_batch
 from i2l.tokenizer import Vocab
 
@@ -142,12 +142,3 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         Predictor.from_checkpoint(tmp_path / "x.ckpt")
     with pytest.raises(I2LError, match="not found"):
         Predictor.from_checkpoint(tmp_path / "missing.ckpt")
-
-
-def test_find_checkpoint(tmp_path: Path) -> None:
-    cfg = get_config("smoke", out_dir=str(tmp_path), run_name="r")
-    assert find_checkpoint(cfg) is None
-    make_checkpoint(tmp_path / "r" / "checkpoints" / "last.ckpt")
-    assert find_checkpoint(cfg).name == "last.ckpt"
-    make_checkpoint(tmp_path / "r" / "checkpoints" / "best.ckpt")
-    assert find_checkpoint(cfg).name == "best.ckpt"

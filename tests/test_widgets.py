@@ -99,10 +99,14 @@ def test_blank_and_huge_uploads(predictor: Predictor, image, message) -> None:
     assert message in app.status.value
 
 
-def test_nothing_uploaded(predictor: Predictor) -> None:
-    app = InferenceApp(predictor)
+def test_nothing_uploaded_then_set_upload(predictor: Predictor) -> None:
+    app = InferenceApp(predictor, attention=False)
     app.predict_button.click()
     assert "no image uploaded" in app.status.value
+    app.set_upload(png_bytes(formula_image()), "mine.png")
+    assert uploaded_files(app.upload.value)[0][0] == "mine.png"
+    app.predict_button.click()
+    assert app.latex.value == predictor.predict_one(formula_image()).latex
 
 
 def test_drawing_and_predict(predictor: Predictor) -> None:

@@ -1,0 +1,153 @@
+"""Real-browser tests (marker ``browser``): headless Chromium driven by Playwright.
+
+1. ``i2l serve`` on 127.0.0.1: open the page, upload an image, read the LaTeX back from the page (the KaTeX
+   CDN is blocked, as offline: the raw text must still show), and a bad upload shows an error.
+2. JupyterLab on 127.0.0.1: open notebook 06, Run All, upload an image into the app's FileUpload, click
+   Predict, read the LaTeX back from the page.
+
+Debian's ``chromium`` is passed to Playwright as ``executable_path``: no browser is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from test_infer import formula_image, make_checkpoint
+
+from i2l.infer import Predictor
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+def test_api_page(browser, checkpoint: Path, tmp_path: Path) -> None:
+    image = tmp_path / "formula.png"
+    formula_image("a+b").save(image)
+    (tmp_path / "notes.png").write_text("not an image\n")
+    expected = Predictor.from_checkpoint(checkpoint, device="cpu").predict_one(image, beam=1)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "i2l.cli", "serve", "--checkpoint", str(checkpoint),
+                               "--port", str(port)], cwd=tmp_path)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", server)
+        page = browser.new_page()
+        page.route("**/cdn.jsdelivr.net/**", lambda route: route.abort())  # offline: no KaTeX
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
+        page.select_option("#beam", "1")
+        page.set_input_files("#file", str(tmp_path / "notes.png"))
+        page.click("#predict")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=20_000)
+        assert "not an image" in page.text_content("#error")
+        page.set_input_files("#file", str(image))
+        page.click("#predict")
+        page.wait_for_function("document.getElementById('latex').value.length > 0", timeout=20_000)
+        assert page.input_value("#latex") == expected.latex
+        assert page.text_content("#rendered") == expected.latex  # the raw text, KaTeX being unreachable
+        assert page.locator("#candidates tr").count() == 1
+        assert page.text_content("#error") == ""
+        page.close()
+    finally:
+        stop(server)
+
+
+@pytest.mark.slow
+def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path) -> None:
+    from i2l.data.synth import make_dataset
+
+    home = tmp_path / "home"  # I2L_HOME: the notebook finds its data and checkpoint here
+    make_dataset(home / "data" / "synth-smoke", n=20, seed=0)
+    (home / "runs" / "smoke" / "checkpoints").mkdir(parents=True)
+    shutil.copy(checkpoint, home / "runs" / "smoke" / "checkpoints" / "best.ckpt")
+    (home / "notebooks").mkdir()
+    shutil.copy(REPO / "notebooks" / "06_interactive_inference.ipynb", home / "notebooks")
+    image = tmp_path / "upload.png"
+    formula_image("y-2", size=34).save(image)
+    expected = Predictor.from_checkpoint(checkpoint, device="cpu").predict_one(image)
+
+    port, token = free_port(), "i2l-browser-test"
+    env = {**os.environ, "I2L_SMOKE": "1", "I2L_HOME": str(home), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None"],
+        env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/api/status?token={token}", lab)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/lab/tree/notebooks/06_interactive_inference.ipynb?token={token}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        page.wait_for_selector(".jp-Notebook .jp-OutputArea-output :text('drawing:')", timeout=90_000)
+
+        page.locator(".jp-Notebook .widget-upload input[type=file], .jp-Notebook input[type=file]").first \
+            .set_input_files(str(image))
+        page.locator(".jp-Notebook button.jupyter-button", has_text="Predict").first.click()
+        textarea = page.locator(".jp-Notebook .widget-textarea textarea").first
+        page.wait_for_function(
+            "([el, score]) => el.closest('.widget-vbox').innerText.includes(score)",
+            arg=[textarea.element_handle(), f"score {expected.score:.3f}"], timeout=30_000)
+        assert textarea.input_value() == expected.latex
+        page.close()
+    finally:
+        stop(lab)
