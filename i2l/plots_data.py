@@ -39,6 +39,10 @@ class DataChoice:
     kind: str
     description: str
 
+    def figure_path(self, name: str) -> Path | None:
+        """``figures/<name>`` for the README; None for the team's sample (its formulas stay out of the repo)."""
+        return None if self.kind == "sample" else project_root() / "figures" / name
+
 
 def find_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | Path | None = None) -> DataChoice:
     """The full Im2Latex-100K if downloaded to ``full``, else the real sample, else the synthetic set."""

@@ -64,3 +64,9 @@ def test_coverage_and_length_tables():
 def test_find_data_falls_back_to_the_real_sample(shared_data, tmp_path):
     choice = find_data(get_config("smoke"), full=tmp_path / "absent")
     assert choice.kind == "sample" and (choice.root / "images_processed").is_dir()
+
+
+def test_figures_of_the_team_sample_stay_out_of_the_repo(data_dir, tmp_path):
+    cfg = get_config("smoke")
+    assert find_data(cfg, full=tmp_path / "absent", sample=data_dir).figure_path("x.png") is None
+    assert find_data(cfg, full=data_dir).figure_path("x.png").parent.name == "figures"
