@@ -69,22 +69,24 @@ def _check_lengths(max_len: int, min_len: int) -> None:
         raise I2LError(f"min_len must lie in [0, max_len={max_len}], got {min_len}")
 
 
-def _log_probs(
-    logits: Tensor,
-    step: int,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int | None,
-    min_len: int,
-    temperature: float = 1.0,
-) -> Tensor:
-    """logits (N, V) -> log-probabilities (N, V) with start/padding (and the end before min_len) forbidden."""
-    logits = logits.float()
-    logits[:, bos_id] = float("-inf")
+def _logit_bias(
+    model: Im2LatexModel, device: torch.device, bos_id: int, eos_id: int, pad_id: int | None
+) -> tuple[Tensor, Tensor]:
+    """Additive logit masks (V,): start/padding forbidden, and the same with the end token forbidden too."""
+    bias = torch.zeros(model.vocab_size, device=device)
+    bias[bos_id] = float("-inf")
     if pad_id is not None and pad_id != eos_id:
-        logits[:, pad_id] = float("-inf")
-    if step < min_len:
-        logits[:, eos_id] = float("-inf")
+        bias[pad_id] = float("-inf")
+    no_end = bias.clone()
+    no_end[eos_id] = float("-inf")
+    return bias, no_end
+
+
+def _log_probs(
+    logits: Tensor, step: int, bias: tuple[Tensor, Tensor], min_len: int, temperature: float = 1.0
+) -> Tensor:
+    """logits (N, V) -> log-probabilities (N, V), forbidden tokens at -inf (the end token before min_len)."""
+    logits = logits.float() + (bias[1] if step < min_len else bias[0])
     if temperature != 1.0:
         logits = logits / temperature
     return F.log_softmax(logits, dim=-1)
@@ -113,31 +115,34 @@ def _generate(
     memory, memory_mask = model.encode(images, sizes)  # (B, S, d), (B, S)
     B = memory.shape[0]
     state = model.init_state(memory, memory_mask, capacity=max_len)
-    out_tokens: list[list[int]] = [[] for _ in range(B)]
-    out_logprobs: list[list[float]] = [[] for _ in range(B)]
-    rows = list(range(B))  # original index of each active row
+    bias = _logit_bias(model, memory.device, bos_id, eos_id, pad_id)
+    rows = torch.arange(B, device=memory.device)  # (N,) original index of each active row
     tokens = torch.full((B,), bos_id, dtype=torch.long, device=memory.device)  # (N,)
+    history: list[tuple[Tensor, Tensor, Tensor]] = []  # per step: rows, tokens, log-probs (N,) each
     for step in range(max_len):
         logits, state = model.decode_step(tokens, state)  # (N, V)
-        logp = _log_probs(logits, step, bos_id, eos_id, pad_id, min_len)  # (N, V)
+        logp = _log_probs(logits, step, bias, min_len)  # (N, V)
         if temperature is None:
             tokens = logp.argmax(dim=-1)  # (N,)
         else:
-            probs = _log_probs(logits, step, bos_id, eos_id, pad_id, min_len, temperature).exp()
+            probs = _log_probs(logits, step, bias, min_len, temperature).exp()
             tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
-        token_logp = logp.gather(1, tokens[:, None])[:, 0]  # (N,)
+        history.append((rows, tokens, logp.gather(1, tokens[:, None])[:, 0]))
         ended = tokens == eos_id  # (N,)
-        for r, t, lp, e in zip(rows, tokens.tolist(), token_logp.tolist(), ended.tolist()):
-            if not e:
-                out_tokens[r].append(t)
-            out_logprobs[r].append(lp)
         if bool(ended.any()):
             keep = (~ended).nonzero()[:, 0]  # (N',)
             if keep.numel() == 0:
                 break
             state = state.select(keep)
-            rows = [rows[i] for i in keep.tolist()]
-            tokens = tokens[keep]
+            rows, tokens = rows[keep], tokens[keep]
+    out_tokens: list[list[int]] = [[] for _ in range(B)]
+    out_logprobs: list[list[float]] = [[] for _ in range(B)]
+    if history:
+        all_rows, all_tokens, all_logp = (torch.cat(x).tolist() for x in zip(*history))
+        for r, t, lp in zip(all_rows, all_tokens, all_logp):  # in step order
+            if t != eos_id:
+                out_tokens[r].append(t)
+            out_logprobs[r].append(lp)
     return out_tokens, out_logprobs
 
 
@@ -198,9 +203,10 @@ def greedy_decode_uncached(
         B = memory.shape[0]
         tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=memory.device)  # (B, t)
         ended = torch.zeros(B, dtype=torch.bool, device=memory.device)
+        bias = _logit_bias(model, memory.device, bos_id, eos_id, pad_id)
         for step in range(max_len):
             logits = model.decode_full(memory, memory_mask, tokens)[:, -1]  # (B, V)
-            nxt = _log_probs(logits, step, bos_id, eos_id, pad_id, min_len).argmax(dim=-1)  # (B,)
+            nxt = _log_probs(logits, step, bias, min_len).argmax(dim=-1)  # (B,)
             nxt = torch.where(ended, torch.full_like(nxt, eos_id), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             ended = ended | (nxt == eos_id)
@@ -252,11 +258,12 @@ def beam_search(
         images_left = list(range(B))  # original index of each active image
         tokens = torch.full((B * k,), bos_id, dtype=torch.long, device=device)  # (n*k,)
         arange_k = torch.arange(k, device=device)
+        bias = _logit_bias(model, device, bos_id, eos_id, pad_id)
         for step in range(max_len):
             length = step + 1
             n = len(images_left)
             logits, state = model.decode_step(tokens, state)  # (n*k, V)
-            logp = _log_probs(logits, step, bos_id, eos_id, pad_id, min_len)  # (n*k, V)
+            logp = _log_probs(logits, step, bias, min_len)  # (n*k, V)
             V = logp.shape[1]
             cand = (scores.reshape(n * k, 1) + logp).reshape(n, k * V)  # (n, k*V)
             top_scores, top_idx = cand.topk(min(2 * k, k * V), dim=1)  # (n, 2k)

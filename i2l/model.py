@@ -212,56 +212,64 @@ class Encoder(nn.Module):
 
 # ----------------------------------------------------------------------------- decoder
 class Attention(nn.Module):
-    """Multi-head attention with separate query and key/value projections (keys/values can be cached)."""
+    """Multi-head attention. Self-attention projects queries, keys and values with one Linear (``in_proj``);
+    cross-attention projects queries (``q_proj``) and the memory's keys/values (``kv_proj``, computed once)."""
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float):
+    def __init__(self, d_model: int, num_heads: int, dropout: float, self_attention: bool):
         super().__init__()
         if d_model % num_heads:
             raise I2LError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.num_heads, self.head_dim, self.dropout = num_heads, d_model // num_heads, dropout
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        if self_attention:
+            self.in_proj = nn.Linear(d_model, 3 * d_model)
+        else:
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.kv_proj = nn.Linear(d_model, 2 * d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def _heads(self, x: Tensor) -> Tensor:  # (B, T, d) -> (B, h, T, d/h)
+    def _split(self, x: Tensor, n: int) -> tuple[Tensor, ...]:  # (B, T, n*d) -> n x (B, h, T, d/h)
         B, T, _ = x.shape
-        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+        return x.view(B, T, n, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
-    def keys_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, S, d) -> keys, values (B, h, S, d/h)."""
-        k, v = self.kv_proj(x).chunk(2, dim=-1)
-        return self._heads(k), self._heads(v)
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention: x (B, T, d) -> queries, keys, values (B, h, T, d/h)."""
+        return self._split(self.in_proj(x), 3)
 
-    def forward(
+    def query(self, x: Tensor) -> Tensor:
+        """Cross-attention: x (B, T, d) -> queries (B, h, T, d/h)."""
+        return self._split(self.q_proj(x), 1)[0]
+
+    def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Cross-attention: memory (B, S, d) -> keys, values (B, h, S, d/h)."""
+        return self._split(self.kv_proj(memory), 2)
+
+    def attend(
         self,
-        x: Tensor,
+        q: Tensor,
         k: Tensor,
         v: Tensor,
         attn_mask: Tensor | None = None,
         is_causal: bool = False,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Queries from x (B, T, d) over keys/values (B, h, S, d/h) -> (B, T, d) [, weights (B, h, T, S)].
+        """q (B, h, T, d/h) over k, v (B, h, S, d/h) -> (B, T, d) [and the weights (B, h, T, S)].
 
         attn_mask: bool, broadcastable to (B, h, T, S), True = may attend (the SDPA convention).
         """
-        B, T, _ = x.shape
-        q = self._heads(self.q_proj(x))  # (B, h, T, d/h)
+        B, _, T, _ = q.shape
         weights = None
         if need_weights:  # explicit softmax, for plots only
             scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
             if is_causal:
-                causal = torch.ones(T, k.shape[-2], dtype=torch.bool, device=x.device).tril()
+                causal = torch.ones(T, k.shape[-2], dtype=torch.bool, device=q.device).tril()
                 attn_mask = causal if attn_mask is None else attn_mask & causal
             if attn_mask is not None:
                 scores = scores.masked_fill(~attn_mask, float("-inf"))
             weights = scores.softmax(dim=-1)
-            out = weights @ v
+            out = weights @ v  # (B, h, T, d/h)
         else:
             p = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
-            )
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
         out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d)
         return self.out_proj(out), weights
 
@@ -272,20 +280,22 @@ class DecoderLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int, dropout: float, norm_first: bool):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = Attention(d_model, num_heads, dropout)
-        self.cross_attn = Attention(d_model, num_heads, dropout)
+        self.self_attn = Attention(d_model, num_heads, dropout, self_attention=True)
+        self.cross_attn = Attention(d_model, num_heads, dropout, self_attention=False)
         self.ff = nn.Sequential(
             nn.Linear(d_model, dim_feedforward),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(dim_feedforward, d_model),
         )
-        self.norm1, self.norm2, self.norm3 = (
-            nn.LayerNorm(d_model),
-            nn.LayerNorm(d_model),
-            nn.LayerNorm(d_model),
-        )
-        self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def _residual(self, x: Tensor, y: Tensor, norm: nn.Module) -> Tensor:
+        """x + dropout(y), then the norm in post-norm mode (pre-norm normalises the sublayer's input)."""
+        if self.training:
+            y = self.drop(y)
+        return x + y if self.norm_first else norm(x + y)
 
     def forward(
         self,
@@ -303,26 +313,25 @@ class DecoderLayer(nn.Module):
         one new token (T = 1); its keys/values are written at ``pos`` and it attends to positions 0 .. pos.
         """
         h = self.norm1(x) if self.norm_first else x
-        k, v = self.self_attn.keys_values(h)  # (B, h, T, d/h)
+        q, k, v = self.self_attn.qkv(h)  # (B, h, T, d/h) each
         if self_cache is None:
-            sa, _ = self.self_attn(h, k, v, is_causal=x.shape[1] > 1)
+            sa, _ = self.self_attn.attend(q, k, v, is_causal=x.shape[1] > 1)
         else:
             if x.shape[1] != 1:
                 raise NotImplementedError("incremental decoding feeds one token at a time")
             k_buf, v_buf = self_cache
             k_buf[:, :, pos : pos + 1] = k
             v_buf[:, :, pos : pos + 1] = v
-            sa, _ = self.self_attn(
-                h, k_buf[:, :, : pos + 1], v_buf[:, :, : pos + 1]
-            )  # keys (B, h, pos+1, d/h)
-        x = x + self.drop1(sa) if self.norm_first else self.norm1(x + self.drop1(sa))
+            sa, _ = self.self_attn.attend(q, k_buf[:, :, : pos + 1], v_buf[:, :, : pos + 1])  # over pos+1 keys
+        x = self._residual(x, sa, self.norm1)
 
         h = self.norm2(x) if self.norm_first else x
-        ca, weights = self.cross_attn(h, *cross_kv, attn_mask=cross_mask, need_weights=need_weights)
-        x = x + self.drop2(ca) if self.norm_first else self.norm2(x + self.drop2(ca))
+        q = self.cross_attn.query(h)  # (B, h, T, d/h)
+        ca, weights = self.cross_attn.attend(q, *cross_kv, attn_mask=cross_mask, need_weights=need_weights)
+        x = self._residual(x, ca, self.norm2)
 
         h = self.norm3(x) if self.norm_first else x
-        x = x + self.drop3(self.ff(h)) if self.norm_first else self.norm3(x + self.drop3(self.ff(h)))
+        x = self._residual(x, self.ff(h), self.norm3)
         return x, weights
 
 
@@ -401,7 +410,8 @@ class Decoder(nn.Module):
     def embed(self, tokens: Tensor, start: int = 0) -> Tensor:
         """tokens (B, T) -> (B, T, d)."""
         pe = self.positions(start, tokens.shape[1]).to(self.embedding.weight.dtype)  # (T, d)
-        return self.dropout(self.embedding(tokens) * math.sqrt(self.d_model) + pe)
+        x = self.embedding(tokens) * math.sqrt(self.d_model) + pe
+        return self.dropout(x) if self.training else x
 
     def init_state(self, memory: Tensor, memory_mask: Tensor | None, capacity: int = 64) -> DecoderState:
         """Cross-attention keys/values of every layer, computed once, and empty self-attention buffers."""
