@@ -228,6 +228,17 @@ def test_raw_sample_gives_the_same_tensors(shared_data):
     raw = [by_name[s.name] for s in processed]
     vocab = Vocab.build([])
     a, b = Im2LatexDataset(processed, vocab), Im2LatexDataset(raw, vocab)
+    assert a.bucket_keys == a.sizes and b.bucket_keys == [len(t) // 10 for t in b.token_ids]  # no page processing
     for i in range(3):
         assert a[i]["image"].shape == b[i]["image"].shape
         assert (a[i]["image"] - b[i]["image"]).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_datamodule_reads_the_raw_layout(shared_data):
+    cfg = get_config("smoke", max_len=150, batch_size=4, limit_train=12, limit_val=4)
+    dm = Im2LatexDataModule(cfg, data_dir=shared_data / "im2latex" / "sample" / "raw")
+    dm.setup()
+    assert len(dm.train_set) == 12 and dm.train_set.samples[0].layout == "raw"
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].shape[-1] % 16 == 0 and batch["images"].shape[-1] <= 512  # processed pages, not A4
+    assert batch["tokens"][:, 0].eq(1).all()

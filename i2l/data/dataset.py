@@ -120,6 +120,14 @@ class Im2LatexDataset(Dataset):
             self._sizes = sizes
         return self._sizes
 
+    @property
+    def bucket_keys(self) -> list:
+        """Batch-grouping key per sample: the image size; for raw pages (size unknown until processed), the
+        formula length in steps of 10 tokens, which tracks the image width."""
+        if self.samples and all(s.layout == "raw" for s in self.samples) and self._sizes is None:
+            return [len(t) // 10 for t in self.token_ids]
+        return list(self.sizes)
+
     def unknown_report(self, max_examples: int = 5, formulas_file: str = "formula list") -> dict:
         """Tokens outside the vocabulary: total count and examples naming the formula list and line."""
         total, examples = 0, []
@@ -311,7 +319,7 @@ class Im2LatexDataModule(L.LightningDataModule):
             if self.train_set is None:
                 raise I2LError("call setup() before asking for a dataloader")
             raise I2LError(f"{self.data_dir}: no {split} split in this dataset folder")
-        sampler = BucketBatchSampler(ds.sizes, batch_size, shuffle=shuffle, seed=self.cfg.seed)
+        sampler = BucketBatchSampler(ds.bucket_keys, batch_size, shuffle=shuffle, seed=self.cfg.seed)
         workers = self.cfg.num_workers
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                           pin_memory=self.cfg.pin_memory, persistent_workers=workers > 0,
