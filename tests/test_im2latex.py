@@ -401,6 +401,8 @@ def test_http_error_is_clear(tmp_path):
     with _Server({}) as server:
         with pytest.raises(I2LError, match="HTTP 404"):
             download("processed", tmp_path, base=server.url, progress=False)
+    with pytest.raises(I2LError, match="unknown dataset variant"):
+        download("tiny", tmp_path, base=server.url)
 
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "link"])

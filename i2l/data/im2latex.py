@@ -256,7 +256,7 @@ def _check_member(member: tarfile.TarInfo, dest: Path, archive: Path) -> None:
         raise I2LError(f"{archive}: link or device {member.name!r} in the archive; not extracted")
 
 
-def extract_tar(archive: str | Path, dest: str | Path) -> list[Path]:
+def extract_tar(archive: str | Path, dest: str | Path, progress: bool = False) -> list[Path]:
     """Extract ``archive`` into ``dest`` safely (no absolute paths, ``..`` or links) and atomically per entry.
 
     Everything is extracted into a temporary folder inside ``dest`` first, then each top-level entry is
@@ -271,7 +271,9 @@ def extract_tar(archive: str | Path, dest: str | Path) -> list[Path]:
                 members = tar.getmembers()
                 for member in members:
                     _check_member(member, tmp, archive)
-                tar.extractall(tmp, members=members, filter="data")
+                for member in tqdm(members, desc=f"extracting {archive.name}", unit="file", disable=not progress,
+                                   leave=False):
+                    tar.extract(member, tmp, filter="data")
         except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
             raise I2LError(f"{archive}: not a valid tar archive ({exc}); delete it and download again") from exc
         moved = []
@@ -296,6 +298,8 @@ def download(variant: str = "processed", dest: str | Path = "data/im2latex", bas
     names to md5s (added to / replacing the known ones). Relative ``dest`` paths are resolved against the
     project root. Returns ``dest``.
     """
+    if variant not in FILES:
+        raise I2LError(f"unknown dataset variant {variant!r}: choose 'processed' or 'raw'")
     url = base or base_url(variant)
     url = url if url.endswith("/") else url + "/"
     dest = _resolve_dest(dest)
@@ -311,7 +315,7 @@ def download(variant: str = "processed", dest: str | Path = "data/im2latex", bas
             download_file(url + remote.name, path, md5=checksums.get(remote.name, remote.md5), retries=retries,
                           timeout=timeout, progress=progress)
         if remote.extract:
-            extract_tar(path, dest)
+            extract_tar(path, dest, progress=progress)
             done.write_text("ok\n")
             if not keep_archives:
                 path.unlink()
