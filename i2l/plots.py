@@ -193,7 +193,7 @@ def plot_hard_cases(
     return save(fig, path)
 
 
-def _shorten(text: str, width: int = 60) -> str:
+def _shorten(text: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
