@@ -75,6 +75,19 @@ def test_edit_accuracy_matches_dp(name):
         assert edit_distance(a, b) == dp_levenshtein(a, b)
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_seed_family_matches_dp(name):
+    refs, preds = CASES[name]
+    r = [as_tokens(x) for x in refs]
+    p = [as_tokens(x) for x in preds]
+    lev = [dp_levenshtein(a, b) for a, b in zip(r, p)]
+    m = seed_metrics(refs, preds)
+    assert m["seed_edit_distance"] == pytest.approx(sum(lev) / len(r), abs=1e-6)
+    assert m["seed_cer"] == pytest.approx(sum(d / max(len(a), len(b)) for d, a, b in zip(lev, r, p)) / len(r),
+                                          abs=1e-6)
+    assert m["seed_exact_match"] == pytest.approx(sum(a == b for a, b in zip(r, p)) / len(r), abs=1e-6)
+
+
 def test_edit_distance_is_over_tokens_not_characters():
     # "\alpha" vs "\beta" is one substitution of one token, not several character edits
     assert edit_distance("\\alpha + 1", "\\beta + 1") == 1
