@@ -441,3 +441,10 @@ def test_official_split_lists_parse(shared_data, tmp_path):
         samples, report = load_split_report(tmp_path, split)
         assert report.lines == n and report.missing_images == n  # every line parsed, no image downloaded
         assert report.bad_lines == report.bad_indices == 0 and samples == []
+
+
+def test_unreachable_server_is_clear(tmp_path):
+    with _Server({}) as server:
+        url = server.url
+    with pytest.raises(I2LError, match="cannot download.*check the network"):  # the server is gone
+        download("processed", tmp_path, base=url, progress=False, retries=0, timeout=2)

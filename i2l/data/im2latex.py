@@ -228,6 +228,9 @@ def download_file(url: str, path: Path, md5: str | None = None, retries: int = 3
                 time.sleep(min(2.0**attempt * 0.1, 5.0))
     if last_error is not None:
         have = part.stat().st_size if part.exists() else 0
+        if not have:
+            raise I2LError(f"{url}: cannot download ({last_error!r}); check the network connection and the URL "
+                           f"(override it with {URL_ENV.get('processed')} / {URL_ENV.get('raw')}), then run again")
         raise I2LError(
             f"{url}: download incomplete after {retries + 1} attempts ({have} bytes in {part}; "
             f"{last_error!r}); run the same command again to resume"
