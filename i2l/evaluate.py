@@ -283,6 +283,7 @@ def evaluate(
         "refs_with_unknown": sum(r["unknown_in_ref"] > 0 for r in rows),
         "unknown_tokens": sum(r["unknown_in_ref"] for r in rows),
         "hit_max_len": sum(r["pred_len"] >= max_len for r in rows),
+        "refs_over_max_len": sum(r["ref_len"] > max_len for r in rows),  # cannot be matched in max_len tokens
         "skipped_by_loader": {k: getattr(report, k) for k in ("empty_formulas", "missing_images",
                                                               "empty_images", "bad_lines", "bad_indices")
                               if hasattr(report, k)},
