@@ -102,10 +102,10 @@ def test_make_dataset_writes_the_processed_layout(tmp_path):
 
 
 def test_a_failed_build_leaves_no_half_written_dataset(tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
+    def broken(*args, **kwargs):  # fails after the images were written to the temporary folder
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(Image.Image, "save", broken)
+    monkeypatch.setattr(synth, "_split_names", broken)
     with pytest.raises(RuntimeError):
         make_dataset(tmp_path / "synth", n=5, backend=BACKEND)
     assert list(tmp_path.iterdir()) == []

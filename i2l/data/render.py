@@ -104,9 +104,14 @@ class RenderResult:
 
 
 # ============================================================================ checks
+def ghostscript() -> str | None:
+    """The Ghostscript command on the PATH (``gs``; ``gswin64c``/``gswin32c`` on Windows), else None."""
+    return next((name for name in ("gs", "gswin64c", "gswin32c") if shutil.which(name)), None)
+
+
 def latex_available() -> bool:
-    """True when both ``pdflatex`` and ``gs`` are on the PATH."""
-    return shutil.which("pdflatex") is not None and shutil.which("gs") is not None
+    """True when both ``pdflatex`` and Ghostscript are on the PATH."""
+    return shutil.which("pdflatex") is not None and ghostscript() is not None
 
 
 def resolve_backend(backend: str = "auto") -> str:
@@ -245,7 +250,7 @@ def _run_latex(formulas: list[str], workdir: Path, timeout: float) -> tuple[dict
 def _rasterize(pdf: Path, wanted: dict[int, int], timeout: float) -> dict[int, Image.Image | None]:
     """Render the pages of ``pdf`` with one Ghostscript call; {formula: processed image or None if blank}."""
     by_page = {page: k for k, page in wanted.items()}
-    cmd = ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pgmraw", f"-r{DPI}", "-dTextAlphaBits=4",
+    cmd = [ghostscript() or "gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=pgmraw", f"-r{DPI}", "-dTextAlphaBits=4",
            "-dGraphicsAlphaBits=4", f"-sPageList={','.join(str(p) for p in sorted(by_page))}", "-o", "-",
            str(pdf)]
     out: dict[int, Image.Image | None] = {}
