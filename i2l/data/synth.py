@@ -118,13 +118,16 @@ class FormulaGenerator:
 
     # ------------------------------------------------------------------ helpers
     def pick(self, table: str) -> str:
+        """A weighted random key of one of the tables (``greek``, ``relation``, ``term`` ...)."""
         keys, weights = self._tables[table]
         return self.rng.choices(keys, weights)[0]
 
     def chance(self, p: float) -> bool:
+        """True with probability ``p``."""
         return self.rng.random() < p
 
     def letter(self) -> list[str]:
+        """A Latin lower/upper case letter or a Greek letter."""
         r = self.rng.random()
         if r < 0.58:
             return [self.rng.choices(LOWER, LOWER_W)[0]]
@@ -133,6 +136,7 @@ class FormulaGenerator:
         return [self.pick("greek")]
 
     def number(self) -> list[str]:
+        """A digit (mostly small), a multi-digit number or a decimal."""
         r = self.rng.random()
         if r < 0.55:
             return [self.rng.choice("1223344")]
@@ -168,6 +172,7 @@ class FormulaGenerator:
         return [self.rng.choice(["\\mu", "\\nu", "\\alpha", "\\beta", "i", "a"])]
 
     def scripts(self, base: list[str], depth: int, p_sub: float = 0.22, p_sup: float = 0.16) -> list[str]:
+        """``base`` with an optional subscript and superscript (or a prime/dagger/star)."""
         out = list(base)
         if self.chance(p_sub):
             out += ["_", "{", *self.index(depth), "}"]
