@@ -178,8 +178,14 @@ class Encoder(nn.Module):
             out = out * mask
         return out, valid
 
-    def forward(self, images: Tensor, sizes: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """images (B, 1, H, W) -> feature map (B, d_model, H', W') and valid mask (B, H', W') bool."""
+    def forward(
+        self, images: Tensor, sizes: Tensor | None = None, trace: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """images (B, 1, H, W) -> feature map (B, d_model, H', W') and valid mask (B, H', W') bool.
+
+        ``trace``: a dict that receives the output of every stage (for notebooks and plots).
+        """
+        keep = trace if trace is not None else {}
         B, _, H, W = images.shape
         valid = None  # (B, 2) valid (h, w) at the current resolution; None = whole image valid
         if sizes is not None and not bool((sizes[:, 0] == H).all() and (sizes[:, 1] == W).all()):
@@ -188,6 +194,7 @@ class Encoder(nn.Module):
         mask = self._mask(valid, H, W)
         if mask is not None:
             x = x * mask
+        keep["inverted"] = x
         x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H/2, W/2)
         if valid is not None:
             valid = _ceil_div(valid, 2)
@@ -196,12 +203,16 @@ class Encoder(nn.Module):
         if valid is not None:
             valid = _ceil_div(valid, 2)
             x = x * self._mask(valid, x.shape[-2], x.shape[-1])
-        for layer in (self.layer1, self.layer2, self.layer3):  # (B, 64|128|256, H/4|H/8|H/16, ...)
-            for block in layer:
+        keep["stem"] = x
+        for name, layer in (("layer1", self.layer1), ("layer2", self.layer2), ("layer3", self.layer3)):
+            for block in layer:  # (B, 64|128|256, H/4|H/8|H/16, W/4|W/8|W/16)
                 x, valid = self._block(block, x, valid)
+            keep[name] = x
         x = self.proj(x)  # (B, d, H', W')
+        keep["proj"] = x
         Hf, Wf = x.shape[-2:]
         x = x + sinusoid_2d(Hf, Wf, self.d_model, x.device)[None].to(x.dtype)
+        keep["proj+pos"] = x
         x = self.dropout(x)
         if valid is None:
             valid_mask = torch.ones(B, Hf, Wf, dtype=torch.bool, device=x.device)
@@ -269,7 +280,9 @@ class Attention(nn.Module):
             out = weights @ v  # (B, h, T, d/h)
         else:
             p = self.dropout if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal)
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=p, is_causal=is_causal
+            )
         out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d)
         return self.out_proj(out), weights
 
@@ -288,7 +301,11 @@ class DecoderLayer(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(dim_feedforward, d_model),
         )
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.norm1, self.norm2, self.norm3 = (
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+            nn.LayerNorm(d_model),
+        )
         self.drop = nn.Dropout(dropout)
 
     def _residual(self, x: Tensor, y: Tensor, norm: nn.Module) -> Tensor:
@@ -322,7 +339,9 @@ class DecoderLayer(nn.Module):
             k_buf, v_buf = self_cache
             k_buf[:, :, pos : pos + 1] = k
             v_buf[:, :, pos : pos + 1] = v
-            sa, _ = self.self_attn.attend(q, k_buf[:, :, : pos + 1], v_buf[:, :, : pos + 1])  # over pos+1 keys
+            sa, _ = self.self_attn.attend(
+                q, k_buf[:, :, : pos + 1], v_buf[:, :, : pos + 1]
+            )  # over pos+1 keys
         x = self._residual(x, sa, self.norm1)
 
         h = self.norm2(x) if self.norm_first else x
@@ -489,6 +508,15 @@ class Im2LatexModel(nn.Module):
         return self.decode_full(memory, memory_mask, tokens)
 
 
+def encoder_trace(model: Im2LatexModel, images: Tensor, sizes: Tensor | None = None) -> dict[str, Tensor]:
+    """The output of every encoder stage for images (B, 1, H, W): inverted, stem, layer1-3, proj, proj+pos."""
+    images, sizes = check_images(images, sizes)
+    trace: dict[str, Tensor] = {}
+    with torch.no_grad():
+        model.encoder(images.to(next(model.parameters()).device), sizes, trace=trace)
+    return trace
+
+
 def parameter_counts(model: Im2LatexModel) -> dict[str, int]:
     """Number of parameters per part: backbone, projection, embedding, decoder layers, output, total."""
 
@@ -517,6 +545,7 @@ __all__ = [
     "sinusoid_2d",
     "check_images",
     "parameter_counts",
+    "encoder_trace",
     "STRIDE",
     "MAX_IMAGE_SIDE",
 ]

@@ -190,3 +190,35 @@ def test_check_images_accepts_and_rejects():
         check_images(torch.ones(2, 1, 20, 30), torch.tensor([[20, 31], [5, 5]]))
     with pytest.raises(I2LError, match="sizes"):
         check_images(torch.ones(2, 1, 20, 30), torch.tensor([20, 30]))
+
+
+def test_encoder_trace_and_model_plots(model):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from i2l.model import encoder_trace
+    from i2l.plots_model import (
+        plot_feature_maps,
+        plot_parameter_counts,
+        plot_positional_encoding_1d,
+        plot_positional_encoding_2d,
+    )
+
+    trace = encoder_trace(model, ink_images(2, 40, 100), torch.tensor([[40, 100], [20, 50]]))
+    shapes = {k: tuple(v.shape) for k, v in trace.items()}
+    assert shapes["inverted"] == (2, 1, 40, 100)
+    assert shapes["layer1"] == (2, 64, 10, 25) and shapes["layer3"] == (2, 256, 3, 7)
+    assert shapes["proj+pos"] == (2, 32, 3, 7)
+    fig = plot_feature_maps(trace, channels=3)
+    assert len(fig.axes) == 6 * 3
+    assert len(plot_positional_encoding_1d(20, 16).axes) == 2  # heatmap + colorbar
+    assert len(plot_positional_encoding_2d(4, 10, 16, channels=[0, 9]).axes) == 3
+    fig = plot_parameter_counts(parameter_counts(model))
+    assert "M parameters" in fig.axes[0].get_title()
+    with pytest.raises(I2LError):
+        plot_feature_maps(trace, stages=("nope",))
+    with pytest.raises(I2LError):
+        plot_positional_encoding_2d(4, 10, 16, channels=[16])
+    plt.close("all")
