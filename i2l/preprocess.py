@@ -32,9 +32,9 @@ from PIL import Image, UnidentifiedImageError
 from i2l.data.im2latex import process_page
 from i2l.errors import I2LError
 
-#: Median glyph height (px) on the real 200 dpi Im2Latex-100K pages, measured with :func:`glyph_height`
+#: Median glyph height (px) on the real 200 dpi Im2Latex-100K pages, measured with :func:`measure_glyph_height`
 #: (``python -m i2l.preprocess /path/to/raw/images`` prints it); the processed images are half that.
-PAGE_GLYPH_HEIGHT = 16.0
+PAGE_GLYPH_HEIGHT = 15.0
 #: Refuse images with more pixels than this before decoding them (a 10000x10000 PNG of 100 KB decodes
 #: to 100-400 MB); larger formulas are downscaled after loading to :data:`WORK_MAX_SIDE`.
 MAX_PIXELS = 40_000_000
@@ -238,6 +238,19 @@ def glyph_height(mask: np.ndarray) -> float | None:
     return float(np.median(h))
 
 
+def measure_glyph_height(gray: np.ndarray, min_height: float = 24.0) -> float | None:
+    """:func:`glyph_height` of a greyscale crop (ink < 128), measured on a bicubic upsampling when the glyphs
+    are under ``min_height`` px: the threshold then falls between pixels, so small glyphs are measured to a
+    fraction of a pixel (1 px is 12% of a training glyph)."""
+    height = glyph_height(gray < 128)
+    if height and height < min_height:
+        k = min(4, int(np.ceil(min_height / height)))
+        up = Image.fromarray(gray, mode="L").resize((gray.shape[1] * k, gray.shape[0] * k), Image.BICUBIC)
+        finer = glyph_height(np.asarray(up) < 128)
+        height = finer / k if finer else height
+    return height
+
+
 # ----------------------------------------------------------------------------- the pipeline
 def prepare(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT, rescale: bool = True,
             max_pixels: int = MAX_PIXELS) -> Prepared:
@@ -255,7 +268,7 @@ def prepare(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT, r
     if len(ys) == 0:
         raise I2LError("no ink found: the image has no dark strokes on a light background (or the reverse)")
     crop = gray[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    height = glyph_height(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+    height = measure_glyph_height(crop)
     scale = page_glyph_height / height if (rescale and height) else 1.0
     h, w = crop.shape
     scale = min(scale, PAGE_MAX_SIDE / max(h, w))
@@ -294,10 +307,12 @@ def _calibrate(folder: str) -> dict[str, Any]:  # pragma: no cover - a one-off m
     """Glyph heights of the raw 200 dpi pages in ``folder`` (median is :data:`PAGE_GLYPH_HEIGHT`)."""
     heights = []
     for path in sorted(Path(folder).glob("*.png")):
-        gray = to_grayscale(load_image(path))
-        mask = gray < 128
-        ys, xs = np.nonzero(mask)
-        value = glyph_height(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+        try:
+            gray = to_grayscale(load_image(path))
+        except I2LError:  # a few official pages are blank (failed renders)
+            continue
+        ys, xs = np.nonzero(gray < 128)
+        value = measure_glyph_height(gray[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
         if value:
             heights.append(value)
     a = np.array(heights)
