@@ -20,6 +20,7 @@ import csv
 import importlib.util
 import io
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -142,8 +143,14 @@ def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
     return callbacks
 
 
-def make_trainer(cfg: Config, resume: bool = False, progress_bar: bool = True, **overrides: Any) -> L.Trainer:
-    """The Lightning Trainer for ``cfg``: device, precision, clipping, limits, callbacks, loggers."""
+def make_trainer(
+    cfg: Config, resume: bool = False, progress_bar: bool = True, extra_callbacks: list[Callback] | None = None,
+    **overrides: Any,
+) -> L.Trainer:
+    """The Lightning Trainer for ``cfg``: device, precision, clipping, limits, callbacks, loggers.
+
+    ``overrides`` are passed to ``L.Trainer`` as they are (e.g. ``val_check_interval``).
+    """
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     kwargs: dict[str, Any] = dict(
@@ -159,7 +166,7 @@ def make_trainer(cfg: Config, resume: bool = False, progress_bar: bool = True, *
         gradient_clip_val=cfg.grad_clip or None,
         log_every_n_steps=cfg.log_every_n_steps,
         deterministic=("warn" if torch.cuda.is_available() else True) if cfg.deterministic else None,
-        callbacks=make_callbacks(cfg, progress_bar=progress_bar),
+        callbacks=make_callbacks(cfg, progress_bar=progress_bar) + list(extra_callbacks or []),
         logger=make_loggers(cfg, resume=resume),
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(cfg.run_dir),
@@ -210,7 +217,18 @@ def _check_resume(cfg: Config, last: Path, vocab: Vocab) -> None:
             "preset, or start a new run with another --run-name"
         )
     old_vocab = Vocab.from_dict(ckpt["hyper_parameters"]["vocab"])
-    if old_vocab != vocab:
+    if old_vocab == vocab:
+        from i2l.model import Im2LatexModel
+
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        result = Im2LatexModel(cfg, len(vocab)).load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise I2LError(
+                f"cannot resume {last}: it was written by another version of the i2l model (missing "
+                f"{result.missing_keys[:2]}, unexpected {result.unexpected_keys[:2]}); start a new run with another "
+                "--run-name (or overwrite=True in Python), or use the i2l version that wrote it"
+            )
+    else:
         missing = [t for t in vocab.itos if t not in old_vocab][:5]
         raise I2LError(
             f"cannot resume {last}: the dataset at {cfg.data_path} has a different vocabulary ({len(vocab)} tokens) "
@@ -235,8 +253,31 @@ def _oom_message(cfg: Config, exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------------- fit
-def fit(cfg: Config, resume: bool | str = False, progress_bar: bool = True, **trainer_overrides: Any) -> FitResult:
-    """Train ``cfg`` into ``cfg.run_dir``; ``resume=True`` continues from ``last.ckpt``, ``"auto"`` when it exists."""
+def fit(
+    cfg: Config, resume: bool | str = False, overwrite: bool = False, progress_bar: bool = True,
+    extra_callbacks: list[Callback] | None = None, **trainer_overrides: Any,
+) -> FitResult:
+    """Train ``cfg`` into ``cfg.run_dir``; ``resume=True`` continues from ``last.ckpt``, ``"auto"`` when it exists.
+
+    ``overwrite=True`` starts afresh in a run folder that holds a previous run: the old folder is moved to
+    ``<run>.previous`` and deleted only once the new run has finished (put back if it fails).
+    ``extra_callbacks`` are added to the standard ones; ``trainer_overrides`` go to ``L.Trainer``.
+    """
+    if overwrite and resume:
+        raise I2LError("resume and overwrite exclude each other: resume continues the run, overwrite replaces it")
+    if overwrite and rank_zero_only.rank == 0 and cfg.run_dir.exists():
+        backup = cfg.run_dir.with_name(cfg.run_dir.name + ".previous")
+        if backup.exists():
+            shutil.rmtree(backup)
+        cfg.run_dir.rename(backup)
+        try:
+            result = fit(cfg, progress_bar=progress_bar, extra_callbacks=extra_callbacks, **trainer_overrides)
+        except BaseException:
+            shutil.rmtree(cfg.run_dir, ignore_errors=True)
+            backup.rename(cfg.run_dir)
+            raise
+        shutil.rmtree(backup, ignore_errors=True)
+        return result
     ckpt_dir = checkpoint_dir(cfg)
     last = ckpt_dir / "last.ckpt"
     if resume == "auto":
@@ -262,7 +303,8 @@ def fit(cfg: Config, resume: bool | str = False, progress_bar: bool = True, **tr
     lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict())
     if cfg.compile:
         lit.compile_model()
-    trainer = make_trainer(cfg, resume=bool(resume), progress_bar=progress_bar, **trainer_overrides)
+    trainer = make_trainer(cfg, resume=bool(resume), progress_bar=progress_bar, extra_callbacks=extra_callbacks,
+                           **trainer_overrides)
     try:
         trainer.fit(lit, datamodule=dm, ckpt_path=str(last) if resume else None)
     except torch.cuda.OutOfMemoryError as exc:

@@ -182,3 +182,21 @@ def test_ddp_on_two_cpu_processes(synth_dir, tmp_path):
     assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
     model, vocab, cfg = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
     assert cfg.devices == 2 and len(vocab) > 4
+
+
+def test_overwrite_puts_the_previous_run_back_when_training_fails(trained, monkeypatch):
+    import lightning as L
+
+    cfg, first, _, _ = trained
+    before = first.last_checkpoint.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(L.Trainer, "fit", boom)
+    with pytest.raises(RuntimeError, match="simulated"):
+        fit(cfg, overwrite=True, progress_bar=False)
+    assert first.last_checkpoint.read_bytes() == before
+    assert not cfg.run_dir.with_name(cfg.run_dir.name + ".previous").exists()
+    with pytest.raises(I2LError, match="exclude"):
+        fit(cfg, overwrite=True, resume=True)

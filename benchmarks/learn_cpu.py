@@ -1,0 +1,121 @@
+"""Does the ``cpu`` preset learn on a CPU? Train it for at most 15 minutes on 2 cores, report the curve.
+
+Target (issue 6): at least 50% token-level exact match on held-out synthetic formulas of up to 40 tokens.
+
+1. a synthetic dataset of formulas of up to 40 tokens (``data/synth-learn``, generated once);
+2. the ``cpu`` preset trained into ``runs/learn_cpu`` with ``max_time_minutes`` (default 15) and
+   ``torch.set_num_threads(2)``, validating every ``--val-every`` steps (greedy decoding of a fixed subset);
+3. the best checkpoint evaluated on the held-out test split (greedy), restricted to references of <= 40 tokens;
+4. the curve (validation exact match / BLEU against wall-clock minutes) printed and written to
+   ``figures/learn_cpu.png``, the numbers to ``runs/learn_cpu/learn_cpu.json``.
+
+    .venv/bin/python benchmarks/learn_cpu.py [--minutes 15] [--n 3000] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+
+import lightning as L
+import torch
+
+from i2l.config import get_config, project_root
+from i2l.data.synth import make_dataset
+from i2l.evaluate import evaluate, read_predictions
+from i2l.metrics import compute_metrics
+from i2l.train import fit
+
+MAX_TOKENS = 40
+TARGET = 0.5
+
+
+class Curve(L.Callback):
+    """Wall-clock minutes, step and validation metrics after each validation run."""
+
+    def __init__(self) -> None:
+        self.t0 = time.time()
+        self.points: list[dict] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        point = {"minutes": (time.time() - self.t0) / 60, "step": trainer.global_step, "epoch": trainer.current_epoch}
+        for key in ("val_loss", "val_bleu", "val_exact_match", "val_edit_accuracy"):
+            if key in m:
+                point[key] = float(m[key])
+        self.points.append(point)
+        print(f"[curve] {point['minutes']:5.1f} min, step {point['step']}: exact match "
+              f"{point.get('val_exact_match', float('nan')):.3f}, BLEU {point.get('val_bleu', float('nan')):.3f}",
+              flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument("--n", type=int, default=3000, help="synthetic formulas (train/validate/test 80/10/10)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--val-every", type=int, default=100, help="validate every N training steps")
+    p.add_argument("--eval-limit", type=int, default=300, help="held-out test images decoded at the end")
+    p.add_argument("--run-name", default="learn_cpu")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    data = project_root() / "data" / f"synth-learn-{args.n}"
+    if not (data / "formulas.norm.lst").exists():
+        make_dataset(data, n=args.n, seed=7, max_len=MAX_TOKENS)
+    cfg = get_config("cpu", data_dir=str(data), run_name=args.run_name, max_time_minutes=args.minutes)
+    if cfg.run_dir.exists():
+        shutil.rmtree(cfg.run_dir)  # a benchmark run starts from scratch
+    curve = Curve()
+    t0 = time.time()
+    result = fit(cfg, progress_bar=False, val_check_interval=args.val_every, check_val_every_n_epoch=None,
+                 extra_callbacks=[curve])
+    train_minutes = (time.time() - t0) / 60
+
+    ckpt = result.best_checkpoint or result.last_checkpoint
+    metrics = evaluate(ckpt, data_dir=data, split="test", beam_size=1, limit=args.eval_limit,
+                       out_dir=cfg.run_dir / "eval", progress=False, verbose=False)
+    rows = [r for r in read_predictions(metrics["predictions_tsv"]) if len(r["reference"].split()) <= MAX_TOKENS]
+    held_out = compute_metrics([r["reference"] for r in rows], [r["prediction"] for r in rows])
+
+    print(f"\ncpu preset: {cfg.d_model=} {cfg.batch_size=} {cfg.lr=} {cfg.warmup_steps=} {cfg.max_len=}, "
+          f"{torch.get_num_threads()} threads, {train_minutes:.1f} min of training, {result.global_step} steps")
+    print(f"{'minutes':>7s} {'step':>6s} {'val exact':>9s} {'val BLEU':>8s}")
+    for pt in curve.points:
+        print(f"{pt['minutes']:7.1f} {pt['step']:6d} {pt.get('val_exact_match', float('nan')):9.3f} "
+              f"{pt.get('val_bleu', float('nan')):8.3f}")
+    verdict = "PASS" if held_out["exact_match"] >= TARGET else "FAIL"
+    print(f"held-out test (<= {MAX_TOKENS} tokens, n={held_out['n']}): exact match {held_out['exact_match']:.3f}, "
+          f"BLEU {held_out['bleu']:.3f}, edit accuracy {held_out['edit_accuracy']:.3f} -> {verdict} "
+          f"(target {TARGET:.0%})")
+
+    summary = {"config": cfg.to_dict(), "train_minutes": train_minutes, "steps": result.global_step,
+               "curve": curve.points, "held_out": held_out, "checkpoint": str(ckpt), "target": TARGET}
+    (cfg.run_dir / "learn_cpu.json").write_text(json.dumps(summary, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    mins = [pt["minutes"] for pt in curve.points]
+    for key, label in (("val_exact_match", "exact match"), ("val_bleu", "BLEU-4"), ("val_edit_accuracy", "edit acc.")):
+        ax.plot(mins, [pt.get(key, float("nan")) for pt in curve.points], marker="o", label=f"validation {label}")
+    ax.axhline(TARGET, color="grey", ls="--", lw=1, label="target exact match")
+    ax.scatter([train_minutes], [held_out["exact_match"]], color="black", zorder=5, label="held-out test exact match")
+    ax.set_xlabel(f"training minutes ({torch.get_num_threads()} CPU threads)")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"cpu preset on synthetic formulas (<= {MAX_TOKENS} tokens)")
+    ax.legend(fontsize=7, loc="upper left")
+    out = project_root() / "figures" / "learn_cpu.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight", dpi=150)
+    print(f"wrote {out} and {cfg.run_dir / 'learn_cpu.json'}")
+
+
+if __name__ == "__main__":
+    main()
