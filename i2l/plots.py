@@ -237,7 +237,7 @@ def plot_greedy_vs_beam(results: Mapping[str, Mapping[str, float]], path: str | 
         offset = (i - (len(results) - 1) / 2) * width
         bars = ax.bar(x + offset, [m[k] for k in keys], width, label=name)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    ax.set_xticks(x, [METRIC_LABELS[k] for k in keys])
+    ax.set_xticks(x, [METRIC_LABELS[k].replace(" (", "\n(") for k in keys])
     ax.set_ylim(0, 1.1)
     ax.set_title("greedy against beam search")
     ax.legend(fontsize=8)
