@@ -126,3 +126,15 @@ def test_fidelity_with_the_real_processed_images(shared_data):
         if image is not None and image.size == real.size:
             match += int(np.abs(ink_box(image) - ink_box(real)).max() <= 2)
     assert match / len(pairs) >= 0.9, f"only {match}/{len(pairs)} match the real processed images"
+
+
+@needs_latex
+def test_formulas_taller_than_the_short_page_are_rendered_on_a_full_page():
+    def column(n: int) -> str:
+        return "\\left( \\begin{array} { c } " + " \\\\ ".join(f"{{ x _ {{ {i} }} }}" for i in range(n)) + \
+            " \\end{array} \\right)"
+
+    result = render_formulas(["x", column(14), column(3), column(80)], backend="latex", batch_size=4)
+    assert result.failed == [3] and "2 pages" in result.errors[3]
+    tall, short = ink_box(result.images[1]), ink_box(result.images[2])
+    assert tall[1] - tall[0] > 4 * (short[1] - short[0])  # the whole column, not cut at the page bottom
