@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--batches", default="1,8,32", help="batch sizes for images/s")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)

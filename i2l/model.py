@@ -350,7 +350,10 @@ class DecoderLayer(nn.Module):
         x = self._residual(x, ca, self.norm2)
 
         h = self.norm3(x) if self.norm_first else x
-        x = self._residual(x, self.ff(h), self.norm3)
+        ff = (
+            self.ff(h) if self.training else self.ff[3](self.ff[1](self.ff[0](h)))
+        )  # (B, T, d), no dropout call
+        x = self._residual(x, ff, self.norm3)
         return x, weights
 
 
