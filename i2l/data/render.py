@@ -10,7 +10,9 @@ Two backends:
   ``gs`` processes. A marker written to the log before and after each formula tells which formulas raised
   errors and which page each one shipped; a formula that fails is dropped (reported in
   :attr:`RenderResult.failed` with its reason) and the formulas after it are re-run without it if the failure
-  disturbed them, so one bad formula never loses its batch.
+  disturbed them, so one bad formula never loses its batch. The pages are A4 cut short at the bottom by a
+  whole number of pixels (the same pixels for the formula at the top, a third of the page to rasterize); a
+  formula that reaches the short page's bottom is rendered again on a full page.
 - ``mathtext`` (fallback when ``pdflatex`` or ``gs`` is missing: Colab, Windows): matplotlib's mathtext with
   Computer Modern fonts. The normalized token style is rewritten first (``x _ { i }`` -> ``x_{i}``; mathtext
   reads a spaced ``_`` as text; old-style font switches ``{ \\cal L }`` -> ``\\mathcal{L}`` because mathtext
@@ -438,7 +440,8 @@ def render_formulas(formulas: list[str], backend: str = "auto", workers: int | N
                 bar.update(1)
         elif n:
             workers = workers or default_workers()
-            size = batch_size or max(4, min(BATCH_SIZE, -(-n // workers)))
+            n_batches = workers * -(-n // (workers * BATCH_SIZE))  # a multiple of workers: even shares
+            size = batch_size or max(4, -(-n // n_batches))
             starts = list(range(0, n, size))
             with ThreadPoolExecutor(max_workers=workers) as pool:  # the work happens in pdflatex/gs processes
                 futures = {pool.submit(render_latex_batch, formulas[s:s + size]): s for s in starts}
