@@ -198,10 +198,15 @@ def _shorten(text: str, width: int = 48) -> str:
 
 
 def plot_attention(
-    image: Any, tokens: Sequence[str], attention: Any, max_tokens: int = 12, ncols: int = 3,
+    image: Any, tokens: Sequence[str], attention: Any, max_tokens: int = 12, ncols: int = 3, stride: int = 16,
     path: str | Path | None = None,
 ) -> Figure:
-    """Cross-attention maps ``attention`` (T, H', W') laid over ``image``: one panel per predicted token."""
+    """Cross-attention maps ``attention`` (T, H', W') laid over ``image``: one panel per predicted token.
+
+    Each map cell covers ``stride`` x ``stride`` pixels (the encoder's stride, :data:`i2l.model.STRIDE`), so the
+    maps of an image that the model padded to a multiple of the stride line up with the unpadded image; maps
+    of another shape are stretched over the image.
+    """
     img = to_array(image)
     maps = attention.detach().float().cpu().numpy() if hasattr(attention, "detach") else np.asarray(attention)
     if maps.ndim != 3:
@@ -211,13 +216,18 @@ def plot_attention(
         raise I2LError("no tokens to show attention for (the prediction is empty)")
     nrows = math.ceil(T / ncols)
     H, W = img.shape
+    Hf, Wf = maps.shape[1:]
+    fits = (Hf - 1) * stride < H <= Hf * stride and (Wf - 1) * stride < W <= Wf * stride
+    extent = (0, Wf * stride, Hf * stride, 0) if fits else (0, W, H, 0)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, (4 * H / W + 0.4) * nrows + 0.3), squeeze=False)
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k >= T:
             continue
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-        ax.imshow(maps[k], cmap="jet", alpha=0.45, extent=(0, W, H, 0), interpolation="bilinear")
+        ax.imshow(maps[k], cmap="jet", alpha=0.45, extent=extent, interpolation="bilinear")
+        ax.set_xlim(0, W)
+        ax.set_ylim(H, 0)
         ax.set_title(f"{k}: {tokens[k]}", fontsize=9, family="monospace")
     fig.tight_layout()
     return save(fig, path)

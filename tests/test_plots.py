@@ -110,6 +110,12 @@ def test_attention_overlay(tmp_path):
     assert titled == ["0: a", "1: +", "2: b", "3: </s>"]
     overlay = fig.axes[0].images[1]
     assert overlay.get_extent() == [0, 128, 32, 0]  # the map covers the whole image
+    # an unpadded 40 x 100 image: the model padded it to 48 x 112, a 3 x 7 grid of 16-pixel cells
+    fig = plots.plot_attention(torch.ones(1, 40, 100), ["a"], torch.rand(1, 3, 7))
+    assert fig.axes[0].images[1].get_extent() == [0, 112, 48, 0]
+    assert tuple(fig.axes[0].get_xlim()) == (0, 100) and tuple(fig.axes[0].get_ylim()) == (40, 0)
+    fig = plots.plot_attention(torch.ones(1, 40, 100), ["a"], torch.rand(1, 5, 5))  # not a stride-16 grid
+    assert fig.axes[0].images[1].get_extent() == [0, 100, 40, 0]
     with pytest.raises(I2LError, match="shape"):
         plots.plot_attention(image, ["a"], torch.rand(2, 8))
 
