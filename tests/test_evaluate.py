@@ -251,3 +251,18 @@ def test_render_failure_is_reported_not_raised(tiny_checkpoint, tiny_data, tmp_p
                     progress=False, render=True)
     assert m["render"]["error"] == "RuntimeError: no renderer here"
     assert m["n"] == 2 and "render-back failed" in ev.format_table(m)
+
+
+def test_render_back_real_formulas_match_themselves(shared_data):
+    pytest.importorskip("i2l.data.render", reason="i2l.data.render (synth developer) not here yet")
+    from i2l.evaluate import render_back
+
+    path = shared_data / "im2latex" / "formulas" / "val.formulas.norm.txt"
+    refs = [ln for ln in path.read_text(encoding="utf-8").split("\n") if ln.strip()][:12]
+    truncated = [" ".join(r.split()[:-1]) for r in refs]  # the last token dropped: usually a different image
+    rb = render_back(refs, refs)
+    assert rb["n_rendered_refs"] >= 10
+    assert rb["image_exact_match"] == 1.0 and rb["image_edit_accuracy"] == 1.0
+    assert rb["render_rate"] == rb["ref_render_rate"]
+    worse = render_back(refs, truncated)
+    assert worse["image_exact_match"] < 1.0 and worse["image_edit_accuracy"] < 1.0
