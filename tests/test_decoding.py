@@ -271,16 +271,18 @@ def test_bad_input_gives_clear_errors_or_sensible_predictions(model):
 
 
 # ----------------------------------------------------------------------------- overfitting (slow)
-def _text_images(strings: list[str], H: int = 32, W: int = 96) -> torch.Tensor:
+def _text_images(strings: list[str], H: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strings drawn with PIL's default font, each image as wide as its text, white-padded into one batch."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
-    out = torch.ones(len(strings), 1, H, W)
-    for i, s in enumerate(strings):
-        img = Image.new("L", (W, H), 255)
-        ImageDraw.Draw(img).text((4, 10), s, fill=0, font=font)
-        out[i, 0] = torch.tensor(list(img.getdata()), dtype=torch.float32).reshape(H, W) / 255.0
-    return out
+    widths = [8 + 7 * len(s) for s in strings]
+    images = torch.ones(len(strings), 1, -(-H // 16) * 16, -(-max(widths) // 16) * 16)
+    for i, (s, w) in enumerate(zip(strings, widths)):
+        img = Image.new("L", (w, H), 255)
+        ImageDraw.Draw(img).text((4, 8), s, fill=0, font=font)
+        images[i, 0, :H, :w] = torch.tensor(list(img.getdata()), dtype=torch.float32).reshape(H, w) / 255.0
+    return images, torch.tensor([[H, w] for w in widths])
 
 
 @pytest.mark.slow
@@ -293,21 +295,25 @@ def test_overfits_eight_images_to_exact_match():
     tokens = torch.full((8, T), PAD)
     for i, t in enumerate(targets):
         tokens[i, : len(t) + 2] = torch.tensor([BOS, *t, EOS])
-    images = _text_images(strings)
+    images, sizes = _text_images(strings)
     model = tiny_model(
         vocab_size=len(chars) + 4, seed=0, d_model=64, num_heads=4, dim_feedforward=128
     ).train()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for step in range(400):
-        logits = model(images, tokens[:, :-1])
+        logits = model(images, tokens[:, :-1], sizes)
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), ignore_index=PAD
         )
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 25 == 24 and greedy_decode(model, images, max_len=T) == targets:
+        if step % 25 == 24 and greedy_decode(model, images, sizes, max_len=T) == targets:
             break
-    assert greedy_decode(model, images, max_len=T) == targets, (
+    assert greedy_decode(model, images, sizes, max_len=T) == targets, (
         f"loss {loss.item():.3f} after {step + 1} steps"
     )
+    # trained: each image decoded alone (cropped to its size, no padding) still reads correctly, also by beam
+    for i, (h, w) in enumerate(sizes.tolist()):
+        assert greedy_decode(model, images[i, :, :h, :w], max_len=T)[0] == targets[i]
+    assert [b[0].tokens for b in beam_search(model, images, sizes, beam_size=3, max_len=T)] == targets
