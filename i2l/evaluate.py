@@ -187,16 +187,24 @@ def comparison_table(metrics: dict, name: str = "i2l (this run)"):
 
 def find_checkpoint(cfg: Any, train_if_missing: bool = True) -> Path:
     """The checkpoint of ``cfg``'s run (``cfg.run_dir/checkpoints/best.ckpt``, else ``last.ckpt``), as notebook
-    04 writes it; when there is none, train ``cfg`` first (seconds with the smoke preset)."""
+    04 writes it; when there is none, train ``cfg`` first (seconds with the smoke preset). In smoke mode a
+    checkpoint that no longer loads (written by an older version of the model) is replaced the same way."""
+    from i2l.lit import load_checkpoint
     from i2l.train import checkpoint_dir, fit
 
     folder = checkpoint_dir(cfg)
-    for name in ("best.ckpt", "last.ckpt"):
-        if (folder / name).is_file():
-            return folder / name
+    found = next((folder / n for n in ("best.ckpt", "last.ckpt") if (folder / n).is_file()), None)
+    if found is not None:
+        if not cfg.smoke:
+            return found
+        try:
+            load_checkpoint(found)
+            return found
+        except I2LError as exc:
+            log.warning("%s; training the smoke model again", exc)
     if not train_if_missing:
         raise I2LError(f"no checkpoint in {folder}: run notebook 04 or `i2l train --preset {cfg.name}` first")
-    result = fit(cfg, progress_bar=False)
+    result = fit(cfg, overwrite=found is not None, progress_bar=False)
     ckpt = result.best_checkpoint or result.last_checkpoint
     if ckpt is None:
         raise I2LError(f"training {cfg.name} wrote no checkpoint in {folder}; see the training log above")

@@ -266,3 +266,22 @@ def test_render_back_real_formulas_match_themselves(shared_data):
     assert rb["render_rate"] == rb["ref_render_rate"]
     worse = render_back(refs, truncated)
     assert worse["image_exact_match"] < 1.0 and worse["image_edit_accuracy"] < 1.0
+
+
+def test_find_checkpoint(tiny_checkpoint, tiny_data, tmp_path):
+    from i2l.config import get_config
+    from i2l.errors import I2LError
+    from i2l.evaluate import find_checkpoint
+    from i2l.lit import load_checkpoint
+
+    cfg = get_config("smoke", data_dir=str(tiny_data), out_dir=str(tmp_path), run_name="r", max_epochs=1,
+                     accelerator="cpu", devices=1, max_len=20)
+    with pytest.raises(I2LError, match="no checkpoint"):
+        find_checkpoint(cfg, train_if_missing=False)
+    folder = cfg.run_dir / "checkpoints"
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, folder / "last.ckpt")
+    assert find_checkpoint(cfg) == folder / "last.ckpt"  # notebook 04's checkpoint is used as it is
+    (folder / "best.ckpt").write_bytes(b"stale")  # smoke mode: an unloadable checkpoint is trained again
+    ckpt = find_checkpoint(cfg)
+    assert ckpt.is_file() and load_checkpoint(ckpt)[1] is not None
