@@ -154,13 +154,15 @@ class Encoder(nn.Module):
 
     @staticmethod
     def _mask(valid: Tensor | None, height: int, width: int) -> Tensor | None:
-        """(B, 1, height, width) float, 1 inside each image's valid (h, w), 0 outside; None = all valid."""
+        """(B, 1, height, width) bool, True inside each image's valid (h, w); None = all valid.
+
+        Multiplying by it keeps the activations' dtype (bf16 under autocast stays bf16)."""
         if valid is None:
             return None
         ys = torch.arange(height, device=valid.device)
         xs = torch.arange(width, device=valid.device)
         m = (ys[None, :, None] < valid[:, 0, None, None]) & (xs[None, None, :] < valid[:, 1, None, None])
-        return m[:, None].float()
+        return m[:, None]
 
     def _block(self, block: nn.Module, x: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """A torchvision BasicBlock, zeroing the outside of each image after every convolution."""
@@ -217,7 +219,7 @@ class Encoder(nn.Module):
         if valid is None:
             valid_mask = torch.ones(B, Hf, Wf, dtype=torch.bool, device=x.device)
         else:
-            valid_mask = self._mask(valid, Hf, Wf)[:, 0].bool()
+            valid_mask = self._mask(valid, Hf, Wf)[:, 0]
         return x, valid_mask
 
 
