@@ -58,8 +58,8 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 def _prepare(model: Im2LatexModel, images: Tensor, sizes: Tensor | None) -> tuple[Tensor, Tensor | None]:
     images, sizes = check_images(images, sizes)
-    device = next(model.parameters()).device
-    return images.to(device), None if sizes is None else sizes.to(device)
+    param = next(model.parameters())  # images follow the model's device and dtype (e.g. a bf16 model)
+    return images.to(param.device, param.dtype), None if sizes is None else sizes.to(param.device)
 
 
 def _check_lengths(max_len: int, min_len: int) -> None:
