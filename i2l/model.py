@@ -316,47 +316,58 @@ class DecoderLayer(nn.Module):
             y = self.drop(y)
         return x + y if self.norm_first else norm(x + y)
 
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        h = self.norm3(x) if self.norm_first else x
+        ff = self.ff(h) if self.training else self.ff[3](self.ff[1](self.ff[0](h)))  # no dropout call in eval
+        return self._residual(x, ff, self.norm3)
+
     def forward(
         self,
         x: Tensor,
         cross_kv: tuple[Tensor, Tensor],
         cross_mask: Tensor | None,
-        self_cache: tuple[Tensor, Tensor] | None = None,
-        pos: int = 0,
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """x (B, T, d) -> (B, T, d) and the cross-attention weights (B, h, T, S) if asked for.
-
-        Without ``self_cache``: all T tokens at once, causal self-attention (teacher forcing).
-        With ``self_cache`` = key/value buffers (B, h, capacity, d/h) holding ``pos`` previous tokens: x is the
-        one new token (T = 1); its keys/values are written at ``pos`` and it attends to positions 0 .. pos.
-        """
+        """All T tokens at once with causal self-attention (teacher forcing): x (B, T, d) -> (B, T, d),
+        and the cross-attention weights (B, h, T, S) if asked for."""
         h = self.norm1(x) if self.norm_first else x
         q, k, v = self.self_attn.qkv(h)  # (B, h, T, d/h) each
-        if self_cache is None:
-            sa, _ = self.self_attn.attend(q, k, v, is_causal=x.shape[1] > 1)
-        else:
-            if x.shape[1] != 1:
-                raise NotImplementedError("incremental decoding feeds one token at a time")
-            k_buf, v_buf = self_cache
-            k_buf[:, :, pos : pos + 1] = k
-            v_buf[:, :, pos : pos + 1] = v
-            sa, _ = self.self_attn.attend(
-                q, k_buf[:, :, : pos + 1], v_buf[:, :, : pos + 1]
-            )  # over pos+1 keys
+        sa, _ = self.self_attn.attend(q, k, v, is_causal=x.shape[1] > 1)
         x = self._residual(x, sa, self.norm1)
 
         h = self.norm2(x) if self.norm_first else x
         q = self.cross_attn.query(h)  # (B, h, T, d/h)
         ca, weights = self.cross_attn.attend(q, *cross_kv, attn_mask=cross_mask, need_weights=need_weights)
         x = self._residual(x, ca, self.norm2)
+        return self._feed_forward(x), weights
 
-        h = self.norm3(x) if self.norm_first else x
-        ff = (
-            self.ff(h) if self.training else self.ff[3](self.ff[1](self.ff[0](h)))
-        )  # (B, T, d), no dropout call
-        x = self._residual(x, ff, self.norm3)
-        return x, weights
+    def step(
+        self,
+        x: Tensor,
+        cross_kv: tuple[Tensor, Tensor],
+        cross_mask: Tensor | None,
+        kv_cache: Tensor,
+        pos: int,
+    ) -> Tensor:
+        """One new token x (B, 1, d) -> (B, 1, d), the same computation as ``forward`` at position ``pos``.
+
+        kv_cache (B, 2, h, capacity, d/h) holds the keys and values of the ``pos`` previous tokens; the new
+        token's are written at ``pos`` (in place) and it attends to positions 0 .. pos. With T = 1 the heads
+        split and merge with views, so a step is as few operations as possible.
+        """
+        B, heads, dh = x.shape[0], self.self_attn.num_heads, self.self_attn.head_dim
+        h = self.norm1(x) if self.norm_first else x
+        qkv = self.self_attn.in_proj(h).view(B, 3, heads, 1, dh)  # (B, 3, h, 1, d/h)
+        kv_cache[:, :, :, pos : pos + 1] = qkv[:, 1:]
+        kv = kv_cache[:, :, :, : pos + 1]  # (B, 2, h, pos+1, d/h)
+        sa = F.scaled_dot_product_attention(qkv[:, 0], kv[:, 0], kv[:, 1])  # (B, h, 1, d/h)
+        x = self._residual(x, self.self_attn.out_proj(sa.reshape(B, 1, -1)), self.norm1)
+
+        h = self.norm2(x) if self.norm_first else x
+        q = self.cross_attn.q_proj(h).view(B, heads, 1, dh)  # (B, h, 1, d/h)
+        ca = F.scaled_dot_product_attention(q, *cross_kv, attn_mask=cross_mask)  # (B, h, 1, d/h)
+        x = self._residual(x, self.cross_attn.out_proj(ca.reshape(B, 1, -1)), self.norm2)
+        return self._feed_forward(x)
 
 
 @dataclass
@@ -365,41 +376,39 @@ class DecoderState:
 
     cross_kv[l]: cross-attention keys/values of layer l (N, h, S, d/h), computed once from the memory;
     cross_mask: (N, 1, 1, S) bool, True = may attend, or None when no position is padding;
-    self_kv[l]: self-attention key/value buffers (N, h, capacity, d/h), the first ``length`` positions filled.
-    A step writes into the buffers in place: use the state it returns, not the old one.
+    self_kv[l]: self-attention keys and values of layer l in one buffer (N, 2, h, capacity, d/h), the first
+    ``length`` positions filled. A step writes into the buffers in place: use the state it returns.
     """
 
     cross_kv: list[tuple[Tensor, Tensor]]
     cross_mask: Tensor | None
-    self_kv: list[tuple[Tensor, Tensor]]
+    self_kv: list[Tensor]
     length: int = 0
 
     @property
     def capacity(self) -> int:
         """Tokens the buffers can hold before they grow."""
-        return self.self_kv[0][0].shape[2] if self.self_kv else 1 << 30
+        return self.self_kv[0].shape[3] if self.self_kv else 1 << 30
 
     def grow(self, capacity: int) -> DecoderState:
         """The same state with buffers of at least ``capacity`` positions."""
         if capacity <= self.capacity:
             return self
         self_kv = []
-        for k, v in self.self_kv:
-            N, h, _, dh = k.shape
-            k2, v2 = k.new_zeros(N, h, capacity, dh), v.new_zeros(N, h, capacity, dh)
-            k2[:, :, : self.length], v2[:, :, : self.length] = k[:, :, : self.length], v[:, :, : self.length]
-            self_kv.append((k2, v2))
+        for kv in self.self_kv:
+            new = kv.new_zeros(*kv.shape[:3], capacity, kv.shape[4])
+            new[:, :, :, : self.length] = kv[:, :, :, : self.length]
+            self_kv.append(new)
         return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
 
     def select(self, index: Tensor, cross: bool = True) -> DecoderState:
         """Keep rows ``index`` (N',): drop finished sequences or reorder beams (``cross=False``: the rows keep
         their image, so the cross-attention keys/values are left as they are)."""
         self_kv = []
-        for k, v in self.self_kv:  # copy only the filled prefix into fresh buffers
-            k2, v2 = k.new_empty(len(index), *k.shape[1:]), v.new_empty(len(index), *v.shape[1:])
-            k2[:, :, : self.length] = k[:, :, : self.length].index_select(0, index)
-            v2[:, :, : self.length] = v[:, :, : self.length].index_select(0, index)
-            self_kv.append((k2, v2))
+        for kv in self.self_kv:  # copy only the filled prefix into fresh buffers
+            new = kv.new_empty(len(index), *kv.shape[1:])
+            new[:, :, :, : self.length] = kv[:, :, :, : self.length].index_select(0, index)
+            self_kv.append(new)
         if not cross:
             return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
         cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
@@ -432,9 +441,9 @@ class Decoder(nn.Module):
         return self.pe[start : start + length]
 
     def embed(self, tokens: Tensor, start: int = 0) -> Tensor:
-        """tokens (B, T) -> (B, T, d)."""
+        """tokens (B, T) -> embedding * sqrt(d_model) + positional encoding (B, T, d)."""
         pe = self.positions(start, tokens.shape[1]).to(self.embedding.weight.dtype)  # (T, d)
-        x = self.embedding(tokens) * math.sqrt(self.d_model) + pe
+        x = torch.add(pe, self.embedding(tokens), alpha=math.sqrt(self.d_model))  # one fused op
         return self.dropout(x) if self.training else x
 
     def init_state(self, memory: Tensor, memory_mask: Tensor | None, capacity: int = 64) -> DecoderState:
@@ -443,11 +452,8 @@ class Decoder(nn.Module):
         cross_mask = None
         if memory_mask is not None and bool(memory_mask.any()):
             cross_mask = ~memory_mask[:, None, None, :]  # (B, 1, 1, S) True = attend
-        B, h, _, dh = cross_kv[0][0].shape if cross_kv else (memory.shape[0], 1, 0, 1)
-        self_kv = [
-            (memory.new_zeros(B, h, capacity, dh), memory.new_zeros(B, h, capacity, dh)) for _ in cross_kv
-        ]
-        return DecoderState(cross_kv, cross_mask, self_kv, 0)
+        self_kv = [memory.new_zeros(k.shape[0], 2, k.shape[1], capacity, k.shape[3]) for k, _ in cross_kv]
+        return DecoderState(cross_kv, cross_mask, self_kv, 0)  # self_kv: (B, 2, h, capacity, d/h) each
 
     def forward(self, tokens: Tensor, state: DecoderState, need_weights: bool = False) -> tuple[Tensor, list]:
         """Teacher forcing (the state's cache is not used): tokens (B, T) -> logits (B, T, V), cross weights."""
@@ -463,8 +469,8 @@ class Decoder(nn.Module):
         if state.length >= state.capacity:
             state = state.grow(2 * state.capacity)
         x = self.embed(tokens[:, None], start=state.length)  # (N, 1, d)
-        for layer, cross_kv, cache in zip(self.layers, state.cross_kv, state.self_kv):
-            x, _ = layer(x, cross_kv, state.cross_mask, cache, state.length)  # (N, 1, d)
+        for layer, cross_kv, kv_cache in zip(self.layers, state.cross_kv, state.self_kv):
+            x = layer.step(x, cross_kv, state.cross_mask, kv_cache, state.length)  # (N, 1, d)
         logits = self.output(self.norm(x[:, 0]))  # (N, V)
         return logits, DecoderState(state.cross_kv, state.cross_mask, state.self_kv, state.length + 1)
 
