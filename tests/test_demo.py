@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from i2l.config import get_config
 from i2l.demo import demo_config, run_demo
 
@@ -16,6 +18,7 @@ def test_demo_config_maps_minutes_and_size():
     assert default.data_dir == get_config("cpu").data_dir and default.max_time_minutes == get_config("cpu").max_time_minutes
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_on_a_tiny_config(tmp_path, capsys):
     cfg = get_config("smoke", data_dir=str(tmp_path / "synth-demo"), synth_size=60, out_dir=str(tmp_path / "runs"),
                      run_name="demo", limit_train_batches=2, limit_val_batches=1, val_decode_samples=2)
