@@ -21,7 +21,8 @@ positions. So an image decoded alone or inside a white-padded batch gives the sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -341,33 +342,79 @@ class DecoderLayer(nn.Module):
         x = self._residual(x, ca, self.norm2)
         return self._feed_forward(x), weights
 
+    def step_weights(self) -> StepWeights:
+        """The tensors of :meth:`step`, fetched once per decoding (module attribute lookups are slow)."""
+        sa, ca, ff = self.self_attn, self.cross_attn, self.ff
+        return StepWeights(
+            self.norm_first, sa.num_heads, sa.head_dim, self.norm1.eps,
+            sa.in_proj.weight, sa.in_proj.bias, sa.out_proj.weight, sa.out_proj.bias,
+            ca.q_proj.weight, ca.q_proj.bias, ca.out_proj.weight, ca.out_proj.bias,
+            ff[0].weight, ff[0].bias, ff[3].weight, ff[3].bias,
+            self.norm1.weight, self.norm1.bias, self.norm2.weight, self.norm2.bias,
+            self.norm3.weight, self.norm3.bias,
+        )  # fmt: skip
+
+    @staticmethod
     def step(
-        self,
-        x: Tensor,
-        cross_kv: tuple[Tensor, Tensor],
-        cross_mask: Tensor | None,
-        kv_cache: Tensor,
-        pos: int,
-    ) -> Tensor:
-        """One new token x (B, 1, d) -> (B, 1, d), the same computation as ``forward`` at position ``pos``.
+        x: Tensor, cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor | None, kv_cache: Tensor, pos: int,
+        w: StepWeights,
+    ) -> Tensor:  # fmt: skip
+        """One new token x (B, 1, d) -> (B, 1, d): ``forward`` at position ``pos``, in eval mode (no dropout).
 
         kv_cache (B, 2, h, capacity, d/h) holds the keys and values of the ``pos`` previous tokens; the new
-        token's are written at ``pos`` (in place) and it attends to positions 0 .. pos. With T = 1 the heads
-        split and merge with views, so a step is as few operations as possible.
+        token's are written at ``pos`` (in place) and it attends to positions 0 .. pos. Written with the
+        functional API on weights fetched once (``w``), and with T = 1 the heads split and merge with views:
+        at batch 1 a step costs what its ~30 kernels cost, not Python.
         """
-        B, heads, dh = x.shape[0], self.self_attn.num_heads, self.self_attn.head_dim
-        h = self.norm1(x) if self.norm_first else x
-        qkv = self.self_attn.in_proj(h).view(B, 3, heads, 1, dh)  # (B, 3, h, 1, d/h)
+        B, d = x.shape[0], x.shape[-1]
+
+        def norm(t: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+            return F.layer_norm(t, (d,), weight, bias, w.eps)
+
+        h = norm(x, w.norm1_w, w.norm1_b) if w.norm_first else x
+        qkv = F.linear(h, w.in_proj_w, w.in_proj_b).view(B, 3, w.heads, 1, w.head_dim)  # (B, 3, h, 1, d/h)
         kv_cache[:, :, :, pos : pos + 1] = qkv[:, 1:]
         kv = kv_cache[:, :, :, : pos + 1]  # (B, 2, h, pos+1, d/h)
         sa = F.scaled_dot_product_attention(qkv[:, 0], kv[:, 0], kv[:, 1])  # (B, h, 1, d/h)
-        x = self._residual(x, self.self_attn.out_proj(sa.reshape(B, 1, -1)), self.norm1)
+        x = x + F.linear(sa.reshape(B, 1, d), w.sa_out_w, w.sa_out_b)  # (B, 1, d)
+        x = x if w.norm_first else norm(x, w.norm1_w, w.norm1_b)
 
-        h = self.norm2(x) if self.norm_first else x
-        q = self.cross_attn.q_proj(h).view(B, heads, 1, dh)  # (B, h, 1, d/h)
+        h = norm(x, w.norm2_w, w.norm2_b) if w.norm_first else x
+        q = F.linear(h, w.q_w, w.q_b).view(B, w.heads, 1, w.head_dim)  # (B, h, 1, d/h)
         ca = F.scaled_dot_product_attention(q, *cross_kv, attn_mask=cross_mask)  # (B, h, 1, d/h)
-        x = self._residual(x, self.cross_attn.out_proj(ca.reshape(B, 1, -1)), self.norm2)
-        return self._feed_forward(x)
+        x = x + F.linear(ca.reshape(B, 1, d), w.ca_out_w, w.ca_out_b)
+        x = x if w.norm_first else norm(x, w.norm2_w, w.norm2_b)
+
+        h = norm(x, w.norm3_w, w.norm3_b) if w.norm_first else x
+        x = x + F.linear(F.relu(F.linear(h, w.ff1_w, w.ff1_b)), w.ff2_w, w.ff2_b)  # (B, 1, d)
+        return x if w.norm_first else norm(x, w.norm3_w, w.norm3_b)
+
+
+class StepWeights(NamedTuple):
+    """A decoder layer's settings and tensors for :meth:`DecoderLayer.step`."""
+
+    norm_first: bool
+    heads: int
+    head_dim: int
+    eps: float
+    in_proj_w: Tensor
+    in_proj_b: Tensor
+    sa_out_w: Tensor
+    sa_out_b: Tensor
+    q_w: Tensor
+    q_b: Tensor
+    ca_out_w: Tensor
+    ca_out_b: Tensor
+    ff1_w: Tensor
+    ff1_b: Tensor
+    ff2_w: Tensor
+    ff2_b: Tensor
+    norm1_w: Tensor
+    norm1_b: Tensor
+    norm2_w: Tensor
+    norm2_b: Tensor
+    norm3_w: Tensor
+    norm3_b: Tensor
 
 
 @dataclass
@@ -384,6 +431,7 @@ class DecoderState:
     cross_mask: Tensor | None
     self_kv: list[Tensor]
     length: int = 0
+    weights: list[StepWeights] = field(default_factory=list)  # per layer, fetched once by init_state
 
     @property
     def capacity(self) -> int:
@@ -399,7 +447,7 @@ class DecoderState:
             new = kv.new_zeros(*kv.shape[:3], capacity, kv.shape[4])
             new[:, :, :, : self.length] = kv[:, :, :, : self.length]
             self_kv.append(new)
-        return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
+        return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length, self.weights)
 
     def select(self, index: Tensor, cross: bool = True) -> DecoderState:
         """Keep rows ``index`` (N',): drop finished sequences or reorder beams (``cross=False``: the rows keep
@@ -410,10 +458,10 @@ class DecoderState:
             new[:, :, :, : self.length] = kv[:, :, :, : self.length].index_select(0, index)
             self_kv.append(new)
         if not cross:
-            return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length)
+            return DecoderState(self.cross_kv, self.cross_mask, self_kv, self.length, self.weights)
         cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
         mask = None if self.cross_mask is None else self.cross_mask.index_select(0, index)
-        return DecoderState(cross_kv, mask, self_kv, self.length)
+        return DecoderState(cross_kv, mask, self_kv, self.length, self.weights)
 
 
 class Decoder(nn.Module):
@@ -453,7 +501,10 @@ class Decoder(nn.Module):
         if memory_mask is not None and bool(memory_mask.any()):
             cross_mask = ~memory_mask[:, None, None, :]  # (B, 1, 1, S) True = attend
         self_kv = [memory.new_zeros(k.shape[0], 2, k.shape[1], capacity, k.shape[3]) for k, _ in cross_kv]
-        return DecoderState(cross_kv, cross_mask, self_kv, 0)  # self_kv: (B, 2, h, capacity, d/h) each
+        weights = [layer.step_weights() for layer in self.layers]
+        return DecoderState(
+            cross_kv, cross_mask, self_kv, 0, weights
+        )  # self_kv: (B, 2, h, capacity, d/h) each
 
     def forward(self, tokens: Tensor, state: DecoderState, need_weights: bool = False) -> tuple[Tensor, list]:
         """Teacher forcing (the state's cache is not used): tokens (B, T) -> logits (B, T, V), cross weights."""
@@ -469,10 +520,12 @@ class Decoder(nn.Module):
         if state.length >= state.capacity:
             state = state.grow(2 * state.capacity)
         x = self.embed(tokens[:, None], start=state.length)  # (N, 1, d)
-        for layer, cross_kv, kv_cache in zip(self.layers, state.cross_kv, state.self_kv):
-            x = layer.step(x, cross_kv, state.cross_mask, kv_cache, state.length)  # (N, 1, d)
+        for cross_kv, kv_cache, w in zip(state.cross_kv, state.self_kv, state.weights):
+            x = DecoderLayer.step(x, cross_kv, state.cross_mask, kv_cache, state.length, w)  # (N, 1, d)
         logits = self.output(self.norm(x[:, 0]))  # (N, V)
-        return logits, DecoderState(state.cross_kv, state.cross_mask, state.self_kv, state.length + 1)
+        return logits, DecoderState(
+            state.cross_kv, state.cross_mask, state.self_kv, state.length + 1, state.weights
+        )
 
 
 # ----------------------------------------------------------------------------- the model
@@ -551,6 +604,7 @@ __all__ = [
     "Decoder",
     "DecoderLayer",
     "DecoderState",
+    "StepWeights",
     "Attention",
     "sinusoid_1d",
     "sinusoid_2d",
