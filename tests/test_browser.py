@@ -60,6 +60,22 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+PAGE = pytest.StashKey()
+
+
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request, tmp_path: Path):
+    """When a browser test fails, save the page (PNG) and its outputs' text next to the test's tmp files."""
+    yield
+    page = request.node.stash.get(PAGE, None)
+    report = getattr(request.node, "rep_call", None)
+    if page is not None and not page.is_closed() and (report is None or report.failed):
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        texts = page.locator(".jp-OutputArea-output").all_text_contents()
+        (tmp_path / "failure.txt").write_text("\n---\n".join(texts))
+        print(f"browser state saved in {tmp_path}")
+
+
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
@@ -108,11 +124,11 @@ def test_api_page(browser, checkpoint: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path) -> None:
+def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path, request) -> None:
     from i2l.data.synth import make_dataset
 
     home = tmp_path / "home"  # I2L_HOME: the notebook finds its data and checkpoint here
-    make_dataset(home / "data" / "synth-smoke", n=20, seed=0)
+    make_dataset(home / "data" / "synth-smoke", n=40, seed=0)
     (home / "runs" / "smoke" / "checkpoints").mkdir(parents=True)
     shutil.copy(checkpoint, home / "runs" / "smoke" / "checkpoints" / "best.ckpt")
     (home / "notebooks").mkdir()
@@ -121,11 +137,18 @@ def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path) ->
     formula_image("y-2", size=34).save(image)
     expected = Predictor.from_checkpoint(checkpoint, device="cpu").predict_one(image)
 
+    # user settings: every cell stays in the DOM (no windowing, so the app's widgets can be found), no news
+    settings = tmp_path / "settings" / "@jupyterlab"
+    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    (settings / "apputils-extension").mkdir()
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     port, token = free_port(), "i2l-browser-test"
     env = {**os.environ, "I2L_SMOKE": "1", "I2L_HOME": str(home), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings")}
     lab = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home}",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None"],
         env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,20 +156,29 @@ def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path) ->
         url = f"http://127.0.0.1:{port}"
         wait_for(f"{url}/api/status?token={token}", lab)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        request.node.stash[PAGE] = page  # for the screenshot on failure
         page.goto(f"{url}/lab/tree/notebooks/06_interactive_inference.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        idle = "[...document.querySelectorAll('.jp-StatusBar-TextItem')].some((e) => e.textContent.includes('| Idle'))"
+        page.wait_for_function(f"() => document.querySelector('.jp-Dialog') || {idle}", timeout=60_000)
+        if page.locator(".jp-Dialog").count():  # "Select Kernel" in a fresh JupyterLab: take the default
+            page.locator(".jp-Dialog .jp-mod-accept").click()
+        page.wait_for_function(f"() => {idle}", timeout=60_000)
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        page.wait_for_selector(".jp-Notebook .jp-OutputArea-output :text('drawing:')", timeout=90_000)
+        # cells out of view are not "visible" to Playwright (content-visibility): test the text in the DOM
+        page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                               ".some((e) => e.textContent.includes('drawing:'))", timeout=90_000)
 
-        page.locator(".jp-Notebook .widget-upload input[type=file], .jp-Notebook input[type=file]").first \
-            .set_input_files(str(image))
-        page.locator(".jp-Notebook button.jupyter-button", has_text="Predict").first.click()
+        # ipywidgets 8 keeps the FileUpload's <input type=file> out of the DOM: answer the file chooser
+        with page.expect_file_chooser() as chooser:
+            page.locator(".jp-Notebook button.widget-upload").first.click()
+        chooser.value.set_files(str(image))
+        page.locator(".jp-Notebook button", has_text="Predict").first.click()
+        page.wait_for_function("(score) => [...document.querySelectorAll('.jp-Notebook .widget-html')]"
+                               ".some((e) => e.textContent.includes(score))",
+                               arg=f"score {expected.score:.3f}", timeout=30_000)
         textarea = page.locator(".jp-Notebook .widget-textarea textarea").first
-        page.wait_for_function(
-            "([el, score]) => el.closest('.widget-vbox').innerText.includes(score)",
-            arg=[textarea.element_handle(), f"score {expected.score:.3f}"], timeout=30_000)
         assert textarea.input_value() == expected.latex
         page.close()
     finally:
