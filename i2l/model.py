@@ -12,6 +12,9 @@ Pipeline (shapes for a batch of B images padded to H x W, d = d_model, h = num_h
 The decoder layers are written by hand with :func:`torch.nn.functional.scaled_dot_product_attention` so that
 incremental decoding (:meth:`Im2LatexModel.decode_step`) reuses the cached self-attention keys/values of the
 previous tokens and the cross-attention keys/values of the image, computed once (:class:`DecoderState`).
+The one-token step (:meth:`DecoderLayer.step`) is the same computation as the teacher-forced ``forward``,
+written with the functional API on weights fetched once per decoding, so that at batch 1 a step costs what
+its few dozen small kernels cost rather than Python's module calls.
 
 Padding never changes a prediction: the feature maps are zeroed outside each image's own size after every
 convolution block (exactly what zero padding does at the image's border), and attention ignores the padded
