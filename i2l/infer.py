@@ -11,6 +11,7 @@ and decoded with :func:`i2l.decoding.decode` under a lock, so one Predictor can 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from PIL import Image
 
 from i2l.config import Config
 from i2l.errors import I2LError
-from i2l.preprocess import PAGE_GLYPH_HEIGHT, ImageSource, Prepared, prepare, to_batch
+from i2l.preprocess import PAGE_GLYPH_HEIGHT, ImageSource, Prepared, load_image, prepare, to_batch
 from i2l.tokenizer import Vocab
 
 MAX_BEAM = 20
@@ -86,13 +87,15 @@ class Predictor:
     """A trained model with its vocabulary and config; :meth:`predict` turns images into LaTeX."""
 
     def __init__(self, model: torch.nn.Module, vocab: Vocab, cfg: Config, device: str | torch.device = "auto",
-                 batch_size: int = 16, page_glyph_height: float = PAGE_GLYPH_HEIGHT) -> None:
+                 batch_size: int = 16, page_glyph_height: float = PAGE_GLYPH_HEIGHT,
+                 scales: Sequence[float] = (1.0,)) -> None:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.vocab = vocab
         self.cfg = cfg
         self.batch_size = batch_size
         self.page_glyph_height = page_glyph_height
+        self.scales = tuple(scales)
         self.lock = threading.Lock()  # model calls one at a time: safe from many threads
 
     @classmethod
@@ -129,10 +132,13 @@ class Predictor:
 
     # ------------------------------------------------------------------ the entry point
     def predict(self, images: ImageSource | list[ImageSource], beam: int = 1, max_len: int | None = None,
-                strict: bool = True) -> list[PredictionResult]:
+                strict: bool = True, scales: Sequence[float] | None = None) -> list[PredictionResult]:
         """One result per image (paths, bytes, PIL images, arrays); beam > 1 adds the beam's candidates.
 
         ``strict=False``: an unusable image gives a result with ``error`` set instead of raising I2LError.
+        ``scales`` (default ``self.scales``, i.e. ``(1.0,)``): read each image also at these multiples of the
+        normalised glyph height, e.g. ``(0.85, 1.0, 1.2)``, and keep the most confident reading (best score):
+        a remedy for formulas whose glyphs are unusually tall or small, at the cost of one decoding per scale.
         """
         if _is_single(images):
             images = [images]
@@ -142,27 +148,36 @@ class Predictor:
         max_len = int(max_len or self.cfg.max_len)
         if max_len < 1:
             raise I2LError(f"max_len must be at least 1, got {max_len}")
+        scales = tuple(scales or self.scales)
+        if not scales or any(not 0.25 <= f <= 4 for f in scales):
+            raise I2LError(f"scales must be factors between 0.25 and 4, got {scales}")
         results: list[PredictionResult | None] = [None] * len(images)
-        prepared: dict[int, Prepared] = {}
+        prepared: dict[tuple[int, float], Prepared] = {}
         for k, image in enumerate(images):
             try:
-                prepared[k] = self.prepare(image)
+                loaded = load_image(image)
+                for f in scales:
+                    prepared[k, f] = prepare(loaded, page_glyph_height=self.page_glyph_height * f)
             except I2LError as exc:
                 if strict:
                     raise
                 results[k] = PredictionResult(error=str(exc))
-        order = sorted(prepared, key=lambda k: prepared[k].image.width)  # similar widths share a batch
+                for f in scales:
+                    prepared.pop((k, f), None)
+        order = sorted(prepared, key=lambda key: prepared[key].image.width)  # similar widths share a batch
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             try:
-                decoded = self._decode([prepared[k].image for k in chunk], beam, max_len)
+                decoded = self._decode([prepared[key].image for key in chunk], beam, max_len)
             except I2LError as exc:
                 if strict:
                     raise
                 decoded = [PredictionResult(error=str(exc)) for _ in chunk]
-            for k, res in zip(chunk, decoded):
-                res.image, res.scale = prepared[k].image, prepared[k].scale
-                results[k] = res
+            for (k, f), res in zip(chunk, decoded):
+                res.image, res.scale = prepared[k, f].image, prepared[k, f].scale
+                best = results[k]
+                if best is None or (res.ok and (not best.ok or res.score > best.score)):
+                    results[k] = res
         return results  # type: ignore[return-value]
 
     def predict_one(self, image: ImageSource, beam: int = 1, max_len: int | None = None) -> PredictionResult:

@@ -111,6 +111,20 @@ def test_strict_and_lenient_errors(predictor: Predictor, tmp_path: Path) -> None
     assert results[0].to_dict()["error"] == results[0].error and results[0].latex == ""
 
 
+def test_several_scales_keep_the_most_confident(predictor: Predictor) -> None:
+    img = formula_image("x+1")
+    alone = {f: predictor.predict(img, scales=(f,))[0] for f in (0.8, 1.0, 1.25)}
+    best = predictor.predict(img, scales=(0.8, 1.0, 1.25))[0]
+    assert best.score == pytest.approx(max(r.score for r in alone.values()))
+    winner = max(alone.values(), key=lambda r: r.score)
+    assert best.latex == winner.latex and best.scale == pytest.approx(winner.scale)
+    assert len({r.image.tobytes() for r in alone.values()}) == 3  # the scales did change the image
+    with pytest.raises(I2LError, match="scales"):
+        predictor.predict(img, scales=(10.0,))
+    [bad] = predictor.predict([b""], scales=(0.8, 1.0), strict=False)
+    assert "empty" in bad.error
+
+
 @pytest.mark.parametrize("beam", [0, 21, 2.5])
 def test_bad_beam(predictor: Predictor, beam) -> None:
     with pytest.raises(I2LError, match="beam"):
