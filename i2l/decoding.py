@@ -108,8 +108,10 @@ def _generate(
     min_len: int,
     temperature: float | None,
     generator: torch.Generator | None,
+    logprobs: bool = True,
 ) -> tuple[list[list[int]], list[list[float]]]:
-    """Cached greedy (temperature None) or sampling; returns tokens without EOS and log-probs with EOS's."""
+    """Cached greedy (temperature None) or sampling; returns tokens without EOS and log-probs with EOS's
+    (empty lists when ``logprobs`` is False: greedy then skips the softmax, argmax of the logits is enough)."""
     _check_lengths(max_len, min_len)
     images, sizes = _prepare(model, images, sizes)
     memory, memory_mask = model.encode(images, sizes)  # (B, S, d), (B, S)
@@ -118,16 +120,20 @@ def _generate(
     bias = _logit_bias(model, memory.device, bos_id, eos_id, pad_id)
     rows = torch.arange(B, device=memory.device)  # (N,) original index of each active row
     tokens = torch.full((B,), bos_id, dtype=torch.long, device=memory.device)  # (N,)
-    history: list[tuple[Tensor, Tensor, Tensor]] = []  # per step: rows, tokens, log-probs (N,) each
+    history: list[tuple[Tensor, Tensor, Tensor | None]] = []  # per step: rows, tokens, log-probs (N,) each
     for step in range(max_len):
         logits, state = model.decode_step(tokens, state)  # (N, V)
-        logp = _log_probs(logits, step, bias, min_len)  # (N, V)
-        if temperature is None:
-            tokens = logp.argmax(dim=-1)  # (N,)
+        if temperature is None and not logprobs:
+            tokens = (logits.float() + bias[int(step < min_len)]).argmax(dim=-1)  # (N,)
+            history.append((rows, tokens, None))
         else:
-            probs = _log_probs(logits, step, bias, min_len, temperature).exp()
-            tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
-        history.append((rows, tokens, logp.gather(1, tokens[:, None])[:, 0]))
+            logp = _log_probs(logits, step, bias, min_len)  # (N, V)
+            if temperature is None:
+                tokens = logp.argmax(dim=-1)  # (N,)
+            else:
+                probs = _log_probs(logits, step, bias, min_len, temperature).exp()
+                tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            history.append((rows, tokens, logp.gather(1, tokens[:, None])[:, 0]))
         ended = tokens == eos_id  # (N,)
         if bool(ended.any()):
             keep = (~ended).nonzero()[:, 0]  # (N',)
@@ -138,11 +144,14 @@ def _generate(
     out_tokens: list[list[int]] = [[] for _ in range(B)]
     out_logprobs: list[list[float]] = [[] for _ in range(B)]
     if history:
-        all_rows, all_tokens, all_logp = (torch.cat(x).tolist() for x in zip(*history))
-        for r, t, lp in zip(all_rows, all_tokens, all_logp):  # in step order
+        all_rows = torch.cat([h[0] for h in history]).tolist()
+        all_tokens = torch.cat([h[1] for h in history]).tolist()
+        for r, t in zip(all_rows, all_tokens):  # in step order
             if t != eos_id:
                 out_tokens[r].append(t)
-            out_logprobs[r].append(lp)
+        if history[0][2] is not None:
+            for r, lp in zip(all_rows, torch.cat([h[2] for h in history]).tolist()):
+                out_logprobs[r].append(lp)
     return out_tokens, out_logprobs
 
 
@@ -159,7 +168,7 @@ def greedy_decode(
 ) -> list[list[int]]:
     """Batched greedy decoding with the key/value cache -> token ids per image (no start/end token)."""
     with _eval_mode(model):
-        return _generate(model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, None, None)[0]
+        return _generate(model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, None, None, False)[0]
 
 
 def sample_decode(
@@ -206,7 +215,7 @@ def greedy_decode_uncached(
         bias = _logit_bias(model, memory.device, bos_id, eos_id, pad_id)
         for step in range(max_len):
             logits = model.decode_full(memory, memory_mask, tokens)[:, -1]  # (B, V)
-            nxt = _log_probs(logits, step, bias, min_len).argmax(dim=-1)  # (B,)
+            nxt = (logits.float() + bias[int(step < min_len)]).argmax(dim=-1)  # (B,)
             nxt = torch.where(ended, torch.full_like(nxt, eos_id), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             ended = ended | (nxt == eos_id)
