@@ -219,6 +219,10 @@ def test_decode_dispatch(model):
     greedy = decode(model, images, sizes, max_len=20)
     assert all(len(h) == 1 and isinstance(h[0], Hypothesis) for h in greedy)
     assert [h[0].tokens for h in greedy] == greedy_decode(model, images, sizes, max_len=20)
+    for (h,) in greedy:  # one log-probability per step (the end token's included), the score their mean
+        assert len(h.token_logprobs) in (len(h.tokens), len(h.tokens) + 1)
+        assert all(lp <= 0 for lp in h.token_logprobs)
+        assert math.isclose(h.score, h.logprob / len(h.token_logprobs), rel_tol=1e-6)
     beams = decode(model, images, sizes, beam_size=3, max_len=20)
     assert [[h.tokens for h in b] for b in beams] == [
         [h.tokens for h in b] for b in beam_search(model, images, sizes, beam_size=3, max_len=20)
