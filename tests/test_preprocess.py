@@ -183,3 +183,22 @@ def test_blank_images(img: Image.Image) -> None:
 def test_unsupported_source() -> None:
     with pytest.raises(I2LError, match="cannot read an image"):
         load_image(12)  # type: ignore[arg-type]
+
+
+def test_jpeg_screenshot(page: Image.Image) -> None:
+    buf = io.BytesIO()
+    page.convert("RGB").save(buf, format="JPEG", quality=60)
+    reference = np.asarray(preprocess(page), float)
+    out = np.asarray(preprocess(buf.getvalue()), float)
+    assert out.shape == reference.shape and np.abs(out - reference).mean() < 25
+
+
+def test_large_canvas_is_reduced_before_the_work(page: Image.Image) -> None:
+    big = page.resize((page.width * 8, page.height * 8), Image.LANCZOS)
+    canvas = Image.new("L", (6000, 2000), 255)
+    canvas.paste(big, (1000, 500))  # a formula in the middle of a large, mostly empty screenshot
+    prepared = prepare(canvas)
+    assert prepared.source_size == (6000, 2000)
+    assert prepared.scale == pytest.approx(prepare(page).scale / 8, rel=0.1)
+    ref_w, _ = ink_box(preprocess(page))
+    assert abs(ink_box(prepared.image)[0] - ref_w) <= 0.1 * ref_w
