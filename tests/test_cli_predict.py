@@ -71,3 +71,8 @@ def test_bad_checkpoints_exit_2(files, capsys, tmp_path) -> None:
     assert "not found" in capsys.readouterr().err
     assert main(["predict", str(files["a.png"]), "--checkpoint", str(files["ckpt"]), "--beam", "0"]) == 2
     assert "beam" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_checkpoint(files, capsys) -> None:
+    assert main(["serve", "--checkpoint", str(files["other_vocab"]), "--port", "1"]) == 2
+    assert "does not match" in capsys.readouterr().err

@@ -69,6 +69,7 @@ def blank_png(mode: str) -> bytes:
     ("white", lambda: blank_png("L"), 422, "no ink"),
     ("transparent", lambda: blank_png("RGBA"), 422, "no ink"),
     ("over_limit", lambda: b"\x89PNG" + bytes(2 * 1024 * 1024), 413, "limit"),
+    ("just_over_limit", lambda: b"\x89PNG" + bytes(1024 * 1024), 413, "limit"),  # past the header check
 ])
 def test_bad_uploads_get_4xx_json_and_the_server_keeps_serving(client, name, make, status, message) -> None:
     answer = post(client, make(), name=f"{name}.png")
