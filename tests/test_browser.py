@@ -3,7 +3,8 @@
 1. ``i2l serve`` on 127.0.0.1: open the page, upload an image, read the LaTeX back from the page (the KaTeX
    CDN is blocked, as offline: the raw text must still show), and a bad upload shows an error.
 2. JupyterLab on 127.0.0.1: open notebook 06, Run All, upload an image into the app's FileUpload, click
-   Predict, read the LaTeX back from the page.
+   Predict, read the LaTeX back from the page (and see it rendered by MathJax); then draw on the pad with the
+   mouse and Predict again.
 
 Debian's ``chromium`` is passed to Playwright as ``executable_path``: no browser is ever downloaded.
 """
@@ -180,6 +181,22 @@ def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path, re
                                arg=f"score {expected.score:.3f}", timeout=30_000)
         textarea = page.locator(".jp-Notebook .widget-textarea textarea").first
         assert textarea.input_value() == expected.latex
+        assert page.locator(".jp-Notebook .widget-htmlmath mjx-container").count() > 0  # rendered as math
+
+        # draw on the pad with the mouse: the strokes reach Python, the app switches to the drawing
+        canvas = page.locator(".jp-Notebook canvas.i2l-drawpad").first
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        for (x0, y0), (x1, y1) in [((40, 40), (110, 120)), ((110, 40), (40, 120)), ((150, 80), (210, 80))]:
+            page.mouse.move(box["x"] + x0, box["y"] + y0)
+            page.mouse.down()
+            page.mouse.move(box["x"] + x1, box["y"] + y1, steps=6)
+            page.mouse.up()
+        page.locator(".jp-Notebook button", has_text="Predict").first.click()
+        page.wait_for_function("(score) => [...document.querySelectorAll('.jp-Notebook .widget-html')]"
+                               ".some((e) => e.textContent.includes('tokens, score') && !e.textContent.includes(score))",
+                               arg=f"score {expected.score:.3f}", timeout=30_000)
+        assert page.locator(".jp-Notebook .widget-toggle-buttons button.mod-active").first.inner_text() == "drawing"
         page.close()
     finally:
         stop(lab)
