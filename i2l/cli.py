@@ -94,7 +94,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from i2l.serve import run
+    try:
+        from i2l.serve import run
+    except ModuleNotFoundError as exc:
+        if exc.name in ("fastapi", "uvicorn", "multipart", "python_multipart", "starlette"):
+            raise I2LError(f"the web API needs {exc.name}: pip install 'i2l[serve]'") from exc
+        raise
 
     run(args.checkpoint, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
     return 0
