@@ -80,7 +80,8 @@ def _open_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         head = data[:40]
         hint = " (it looks like text)" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else ""
-        raise I2LError(f"{name} is not an image{hint}: give a PNG or JPEG image of a formula") from None
+        raise I2LError(f"{name} is not an image i2l can read{hint}: give a PNG, JPEG, GIF, BMP, TIFF or WebP "
+                       "image of a formula") from None
     except Image.DecompressionBombError as exc:
         raise I2LError(f"{name}: {exc}; crop it to the formula or downscale it") from None
     except (OSError, SyntaxError, ValueError) as exc:
