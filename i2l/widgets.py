@@ -198,9 +198,10 @@ class InferenceApp:
         self.status.value = "reading..."
         try:
             result = self.predictor.predict([self.current_image()], beam=self.beam.value)[0]
-        except I2LError as exc:
+        except Exception as exc:  # shown in the app, never lost in the kernel's log
             self.clear()
-            self.status.value = f"<span style='color:#b00020'>Error: {html.escape(str(exc))}</span>"
+            what = "Error" if isinstance(exc, I2LError) else f"Unexpected error ({type(exc).__name__})"
+            self.status.value = f"<span style='color:#b00020'>{what}: {html.escape(str(exc))}</span>"
             return None
         self.show(result)
         return result
@@ -222,7 +223,10 @@ class InferenceApp:
         if result.image is not None:
             self.preview.value = _png(result.image)
         if self.show_attention and result.token_ids:
-            self.attention.append_display_data(self.attention_image(result))
+            try:
+                self.attention.append_display_data(self.attention_image(result))
+            except Exception as exc:  # the prediction stands without its picture
+                self.attention.append_stdout(f"no attention map: {exc}\n")
         self.status.value = f"{len(result.tokens)} tokens, score {result.score:.3f}"
 
     def attention_image(self, result: PredictionResult) -> Any:

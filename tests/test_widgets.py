@@ -121,3 +121,11 @@ def test_drawing_and_predict(predictor: Predictor) -> None:
     assert app.pad.strokes == []
     app.predict_button.click()
     assert "nothing drawn" in app.status.value
+
+
+def test_unexpected_errors_are_shown_not_raised(predictor: Predictor, monkeypatch) -> None:
+    app = InferenceApp(predictor, attention=False)
+    app.set_upload(png_bytes(formula_image()))
+    monkeypatch.setattr(predictor, "predict", lambda *a, **k: 1 / 0)
+    app.predict_button.click()
+    assert "Unexpected error (ZeroDivisionError)" in app.status.value and app.latex.value == ""
