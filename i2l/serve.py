@@ -60,6 +60,10 @@ def create_app(predictor: Predictor, max_upload_mb: float = 5.0) -> FastAPI:
         problems = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors())
         return _error(422, f"bad request ({problems}): POST a multipart form with an image in the field 'file'")
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"unexpected error ({type(exc).__name__}: {exc}); the server keeps serving")
+
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return html

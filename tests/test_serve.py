@@ -85,6 +85,17 @@ def test_bad_requests(client: TestClient) -> None:
     assert post(client, png_bytes(formula_image()), beam="x").status_code == 422
 
 
+def test_unexpected_errors_are_json_500s(predictor: Predictor, monkeypatch) -> None:
+    client = TestClient(create_app(predictor), raise_server_exceptions=False)
+    good = png_bytes(formula_image())
+    original = predictor.predict
+    monkeypatch.setattr(predictor, "predict", lambda *a, **k: 1 / 0)
+    answer = post(client, good)
+    assert answer.status_code == 500 and "ZeroDivisionError" in answer.json()["error"]
+    monkeypatch.setattr(predictor, "predict", original)
+    assert post(client, good).status_code == 200
+
+
 def test_200_concurrent_requests_on_a_live_server(predictor: Predictor) -> None:
     images = [formula_image(t, size=s) for t, s in [("x+1", 28), ("a=b", 36), ("y^2", 22), ("k-7", 30)]]
     uploads = [png_bytes(im) for im in images]
