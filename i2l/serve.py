@@ -7,7 +7,8 @@
   beside the raw text (the raw text alone when the CDN cannot be reached).
 
 Bad requests get a 4xx JSON ``{"error": ...}``: an empty upload (400), a file over the size limit (413),
-something that is not a usable image (422), a bad beam width (422). The model runs under the Predictor's
+something that is not a usable image (422), a bad beam width (422); an unexpected failure answers a JSON
+500 and the server keeps serving. The model runs under the Predictor's
 lock, so concurrent requests never mix; preprocessing runs in parallel in the worker threads.
 """
 
