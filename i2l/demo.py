@@ -51,14 +51,16 @@ def run_demo(
 
     ``cfg`` replaces the demo's configuration (tests pass a smoke one); ``minutes`` and ``n`` then do nothing.
     """
+    from i2l.train import find_data, fit, pick_cpu_threads
+
     t0 = time.time()
-    cfg = cfg if cfg is not None else demo_config(minutes, n)
+    if cfg is None:
+        cfg = demo_config(minutes, n)
+        pick_cpu_threads()
     figures = Path(figures_dir) if figures_dir is not None else project_root() / "figures"
     summary: dict[str, Any] = {"missing": []}
 
     _step(f"1/5 synthetic data ({cfg.synth_size} formulas) in {cfg.data_path}")
-    from i2l.train import find_data, fit
-
     data = find_data(cfg)
     print(f"dataset: {data} ({time.time() - t0:.0f} s)")
 

@@ -71,6 +71,21 @@ def choose_precision(cfg: Config) -> str:
     return "32-true"
 
 
+def pick_cpu_threads(threads: int | None = None, verbose: bool = True) -> int:
+    """Set and return torch's CPU threads: ``threads`` if given; 1 when the CPU is busy with other processes.
+
+    On a shared CPU (load average >= half the cores), several threads stall at every parallel region while
+    one of them waits for a core: one thread is then several times faster (``benchmarks/learn_cpu.py``).
+    """
+    if threads is None:
+        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= 0.5 * (os.cpu_count() or 1)
+        threads = 1 if busy else torch.get_num_threads()
+        if busy and verbose:
+            print(f"the CPU is shared (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): 1 torch thread")
+    torch.set_num_threads(threads)
+    return threads
+
+
 def checkpoint_dir(cfg: Config) -> Path:
     """``cfg.run_dir / "checkpoints"``."""
     return cfg.run_dir / "checkpoints"
@@ -327,7 +342,7 @@ def fit(
 
 
 __all__ = [
-    "FitResult", "fit", "choose_precision", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
+    "FitResult", "fit", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
     "ResumableCSVLogger",
 ]

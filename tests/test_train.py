@@ -200,3 +200,20 @@ def test_overwrite_puts_the_previous_run_back_when_training_fails(trained, monke
     assert not cfg.run_dir.with_name(cfg.run_dir.name + ".previous").exists()
     with pytest.raises(I2LError, match="exclude"):
         fit(cfg, overwrite=True, resume=True)
+
+
+def test_pick_cpu_threads_uses_one_thread_on_a_busy_cpu(monkeypatch):
+    import os
+
+    from i2l.train import pick_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+        assert pick_cpu_threads(verbose=False) == 1 and torch.get_num_threads() == 1
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        torch.set_num_threads(before)
+        assert pick_cpu_threads(verbose=False) == before
+        assert pick_cpu_threads(2) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
