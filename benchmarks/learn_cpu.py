@@ -6,14 +6,14 @@ On a machine whose 2 cores are shared with other processes, torch runs with one 
 region waits for the descheduled thread and a step took 0.07-5 s instead of a steady 0.12 s (measured side by side
 on the same 150 batches: 2 threads 11-181 s, 1 thread 18.7 s).
 
-1. a synthetic dataset of formulas of up to 40 tokens (``data/synth-learn``, generated once);
+1. a synthetic dataset of formulas of up to 40 tokens (``data/synth-learn-<n>``, generated once);
 2. the ``cpu`` preset trained into ``runs/learn_cpu`` with ``max_time_minutes`` (default 15) and
-   ``torch.set_num_threads(2)``, validating every ``--val-every`` steps (greedy decoding of a fixed subset);
+   1 torch thread on a shared CPU (see below), validating every ``--val-every`` steps (greedy decoding of a fixed subset);
 3. the best checkpoint evaluated on the held-out test split (greedy), restricted to references of <= 40 tokens;
 4. the curve (validation exact match / BLEU against wall-clock minutes) printed and written to
    ``figures/learn_cpu.png``, the numbers to ``runs/learn_cpu/learn_cpu.json``.
 
-    .venv/bin/python benchmarks/learn_cpu.py [--minutes 15] [--n 3000] [--threads 2]
+    .venv/bin/python benchmarks/learn_cpu.py [--minutes 15] [--n 6000] [--threads 1] [--max-epochs 11]
 """
 
 from __future__ import annotations
@@ -61,19 +61,22 @@ class Curve(L.Callback):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=15.0)
-    p.add_argument("--n", type=int, default=3000, help="synthetic formulas (train/validate/test 80/10/10)")
+    p.add_argument("--n", type=int, default=6000, help="synthetic formulas (train/validate/test 80/10/10)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: 1 when other processes load the CPU, else all)")
-    p.add_argument("--val-every", type=int, default=100, help="validate every N training steps")
+    p.add_argument("--val-every", type=int, default=500, help="validate every N training steps")
     p.add_argument("--eval-limit", type=int, default=300, help="held-out test images decoded at the end")
     p.add_argument("--run-name", default="learn_cpu")
+    p.add_argument("--max-epochs", type=int, default=11,
+                   help="epochs of the cosine schedule (11 x 600 steps fill 15 min at 1 thread on this machine)")
     args = p.parse_args()
     pick_cpu_threads(args.threads)
 
     data = project_root() / "data" / f"synth-learn-{args.n}"
     if not (data / "formulas.norm.lst").exists():
         make_dataset(data, n=args.n, seed=7, max_len=MAX_TOKENS)
-    cfg = get_config("cpu", data_dir=str(data), run_name=args.run_name, max_time_minutes=args.minutes)
+    cfg = get_config("cpu", data_dir=str(data), run_name=args.run_name, max_time_minutes=args.minutes,
+                     max_epochs=args.max_epochs)
     if cfg.run_dir.exists():
         shutil.rmtree(cfg.run_dir)  # a benchmark run starts from scratch
     curve = Curve()
