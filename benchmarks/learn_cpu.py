@@ -8,7 +8,7 @@ on the same 150 batches: 2 threads 11-181 s, 1 thread 18.7 s).
 
 1. a synthetic dataset of formulas of up to 40 tokens (``data/synth-learn-<n>``, generated once);
 2. the ``cpu`` preset trained into ``runs/learn_cpu`` with ``max_time_minutes`` (default 15) and
-   1 torch thread on a shared CPU (see below), validating every ``--val-every`` steps (greedy decoding of a fixed subset);
+   1 torch thread on a shared CPU (see above), validating every ``--val-every`` steps (greedy decoding of a fixed subset);
 3. the best checkpoint evaluated on the held-out test split (greedy), restricted to references of <= 40 tokens;
 4. the curve (validation exact match / BLEU against wall-clock minutes) printed and written to
    ``figures/learn_cpu.png``, the numbers to ``runs/learn_cpu/learn_cpu.json``.
