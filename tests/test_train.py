@@ -172,13 +172,15 @@ def test_ddp_on_two_cpu_processes(synth_dir, tmp_path):
                          accelerator="cpu", devices=2, strategy="ddp", limit_train_batches=2, limit_val_batches=1,
                          val_decode_samples=2, max_epochs=1, log_every_n_steps=1)
         r = fit(cfg, progress_bar=False)
-        print("RESULT", os.environ.get("LOCAL_RANK", "0"), r.global_step, r.last_checkpoint)
+        rank = os.environ.get("LOCAL_RANK", "0")
+        with open(f"result-{{rank}}.txt", "w") as out:  # one file per process: their stdout interleaves
+            out.write(f"{{rank}} {{r.global_step}} {{r.last_checkpoint}}")
     """))
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [line.split() for line in proc.stdout.splitlines() if line.startswith("RESULT")]
-    assert len(results) == 2  # one line per process
-    assert sorted(r[1] for r in results) == ["0", "1"] and all(r[2] == "2" for r in results)
+    results = [p.read_text().split() for p in sorted(tmp_path.glob("result-*.txt"))]
+    assert len(results) == 2, proc.stdout[-2000:]  # one result per process
+    assert [r[0] for r in results] == ["0", "1"] and all(r[1] == "2" for r in results)
     assert (tmp_path / "ddp" / "checkpoints" / "last.ckpt").is_file()
     model, vocab, cfg = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
     assert cfg.devices == 2 and len(vocab) > 4
