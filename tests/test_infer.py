@@ -156,3 +156,44 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         Predictor.from_checkpoint(tmp_path / "x.ckpt")
     with pytest.raises(I2LError, match="not found"):
         Predictor.from_checkpoint(tmp_path / "missing.ckpt")
+
+
+@pytest.mark.slow
+def test_same_prediction_at_every_scale_with_a_trained_model() -> None:
+    """A model trained on images at the training scale reads the same formula given at 0.5x to 2x."""
+    import torch.nn.functional as F
+
+    from i2l.data.render import render_formula
+    from i2l.decoding import greedy_decode
+    from i2l.model import Im2LatexModel
+    from i2l.preprocess import preprocess
+
+    formulas = [r"x ^ { 2 } + y", r"\frac { a } { b } = 1", r"\sqrt { z } - 3", r"a _ { i } b _ { j }"]  # made up
+    pages = []  # each formula at about 200 dpi, like a screenshot at the scale of the dataset's pages
+    for f in formulas:
+        img = render_formula(f)
+        pages.append(img.resize((img.width * 2, img.height * 2), Image.LANCZOS))
+    vocab = Vocab.build(formulas, min_freq=1)
+    cfg = get_config("smoke", max_len=16, d_model=64, num_heads=4, dim_feedforward=128)
+    torch.manual_seed(0)
+    model = Im2LatexModel(cfg, len(vocab)).train()
+    images, sizes = to_batch([preprocess(p) for p in pages])
+    targets = [vocab.encode(f, add_special=False) for f in formulas]
+    tokens = torch.full((len(formulas), max(map(len, targets)) + 2), vocab.pad_id)
+    for i, t in enumerate(targets):
+        tokens[i, : len(t) + 2] = torch.tensor([vocab.bos_id, *t, vocab.eos_id])
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for step in range(400):
+        logits = model(images, tokens[:, :-1], sizes)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1),
+                               ignore_index=vocab.pad_id)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 25 == 24 and greedy_decode(model, images, sizes, max_len=16) == targets:
+            break
+    predictor = Predictor(model, vocab, cfg, device="cpu")
+    assert [r.latex for r in predictor.predict(pages)] == formulas, f"not learned: loss {loss.item():.3f}"
+    for scale in (0.5, 0.75, 1.5, 2.0):
+        scaled = [p.resize((round(p.width * scale), round(p.height * scale)), Image.LANCZOS) for p in pages]
+        assert [r.latex for r in predictor.predict(scaled)] == formulas, f"scale {scale}"
