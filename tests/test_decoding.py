@@ -26,13 +26,7 @@ from i2l.model import Im2LatexModel
 BOS, EOS, PAD = 1, 2, 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster and steadier than two on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(vocab_size: int = 30, seed: int = 0, **overrides) -> Im2LatexModel:
