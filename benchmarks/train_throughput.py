@@ -54,7 +54,7 @@ def time_steps(cfg, batches: list[dict], vocab_size: int, device: str = "cpu") -
     def step(batch: dict) -> None:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _ = lit._loss(batch)
+            loss, _ = lit.loss(batch)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

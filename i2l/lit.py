@@ -98,7 +98,8 @@ class LitIm2Latex(L.LightningModule):
         net = self._compiled if self._compiled is not None else self.model
         return net(images, tokens, sizes)
 
-    def _loss(self, batch: dict) -> tuple[Tensor, int]:
+    def loss(self, batch: dict) -> tuple[Tensor, int]:
+        """Teacher-forced cross-entropy over the batch (padding ignored) -> (loss, batch size)."""
         tokens = batch["tokens"]  # (B, T) = <s> ids </s> <pad>...
         logits = self(batch["images"], tokens[:, :-1], batch.get("sizes"))  # (B, T-1, V)
         targets = tokens[:, 1:]  # (B, T-1)
@@ -111,7 +112,7 @@ class LitIm2Latex(L.LightningModule):
     # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         """Teacher-forced cross-entropy on one batch."""
-        loss, B = self._loss(batch)
+        loss, B = self.loss(batch)
         if not torch.isfinite(loss):
             raise I2LError(
                 f"the training loss became {loss.item()} at step {self.global_step}: lower the learning rate "
@@ -125,7 +126,7 @@ class LitIm2Latex(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
         """Loss on every batch; greedy predictions for the first ``val_decode_samples`` images."""
-        loss, B = self._loss(batch)
+        loss, B = self.loss(batch)
         self.log("val_loss", loss, prog_bar=True, batch_size=B, sync_dist=True)
         wanted = self.cfg.val_decode_samples - len(self._val_refs)
         if wanted > 0 and not self.trainer.sanity_checking:

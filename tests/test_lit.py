@@ -56,8 +56,8 @@ def test_loss_ignores_padding(cfg, vocab):
     batch = make_batch(vocab)
     padded = dict(batch, tokens=torch.cat([batch["tokens"], torch.zeros(4, 5, dtype=torch.long)], dim=1))
     with torch.no_grad():
-        loss, _ = lit._loss(batch)
-        loss_padded, _ = lit._loss(padded)
+        loss, _ = lit.loss(batch)
+        loss_padded, _ = lit.loss(padded)
         logits = lit(batch["images"], batch["tokens"][:, :-1], batch["sizes"])
     targets = batch["tokens"][:, 1:]
     keep = targets != vocab.pad_id
@@ -73,7 +73,7 @@ def test_label_smoothing_changes_the_loss(cfg, vocab):
     smooth.load_state_dict(plain.state_dict())
     batch = make_batch(vocab)
     with torch.no_grad():
-        assert not torch.allclose(plain._loss(batch)[0], smooth._loss(batch)[0])
+        assert not torch.allclose(plain.loss(batch)[0], smooth.loss(batch)[0])
 
 
 def test_training_step_learns_a_batch(cfg, vocab):
@@ -83,7 +83,7 @@ def test_training_step_learns_a_batch(cfg, vocab):
     opt = torch.optim.AdamW(lit.parameters(), lr=3e-3)
     first = None
     for _ in range(10):
-        loss, _ = lit._loss(batch)
+        loss, _ = lit.loss(batch)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
