@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from i2l.data.dataset import pad_images
 from i2l.data.im2latex import process_page
 from i2l.errors import I2LError
 
@@ -41,7 +42,6 @@ MAX_PIXELS = 40_000_000
 WORK_MAX_SIDE = 4000
 #: Side limit of a normalised page (before the x2 downsampling): 1600 is the largest training bucket.
 PAGE_MAX_SIDE = 3200
-STRIDE = 16
 MIN_CONTRAST = 40  # grey levels between background and the darkest ink below which there is no ink
 
 ImageSource = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray | torch.Tensor
@@ -290,18 +290,10 @@ def preprocess(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT
     return prepare(source, page_glyph_height, rescale, max_pixels).image
 
 
-def to_batch(images: list[Image.Image], stride: int = STRIDE) -> tuple[torch.Tensor, torch.Tensor]:
+def to_batch(images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad processed images to one batch: images (B, 1, H, W) float, 1.0 = white; sizes (B, 2) = (H, W)."""
-    heights = [im.height for im in images]
-    widths = [im.width for im in images]
-    H = -(-max(heights) // stride) * stride
-    W = -(-max(widths) // stride) * stride
-    batch = torch.ones(len(images), 1, H, W)
-    for k, im in enumerate(images):
-        a = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)  # (h, w)
-        batch[k, 0, : a.shape[0], : a.shape[1]] = a
-    sizes = torch.tensor([[h, w] for h, w in zip(heights, widths)], dtype=torch.long)
-    return batch, sizes
+    tensors = [torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[None] for im in images]
+    return pad_images(tensors)  # (1, h, w) each -> (B, 1, H, W), (B, 2)
 
 
 def _calibrate(folder: str) -> dict[str, Any]:  # pragma: no cover - a one-off measurement

@@ -142,24 +142,33 @@ class Im2LatexDataset(Dataset):
 
 
 # ============================================================================ batches
+def padded_side(n: int) -> int:
+    """``n`` rounded up to a multiple of :data:`PAD_MULTIPLE`."""
+    return math.ceil(n / PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def pad_images(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """White-pad (1, h, w) images into one batch (B, 1, H, W), H and W multiples of 16; sizes (B, 2) = (h, w)."""
+    heights = [im.shape[-2] for im in images]
+    widths = [im.shape[-1] for im in images]
+    batch = torch.ones(len(images), 1, padded_side(max(heights)), padded_side(max(widths)))  # white
+    for k, im in enumerate(images):
+        batch[k, :, : heights[k], : widths[k]] = im
+    return batch, torch.tensor(list(zip(heights, widths)), dtype=torch.long)
+
+
 def collate(batch: list[dict], pad_id: int = Vocab.pad_id) -> dict:
     """Stack samples: white-padded ``images`` (B,1,H,W) (H, W multiples of 16), PAD-padded ``tokens`` (B,T).
 
     Also ``sizes`` (B,2) the (H, W) of each image before padding, ``formulas`` and ``names``.
     """
-    heights = [b["image"].shape[-2] for b in batch]
-    widths = [b["image"].shape[-1] for b in batch]
-    H = math.ceil(max(heights) / PAD_MULTIPLE) * PAD_MULTIPLE
-    W = math.ceil(max(widths) / PAD_MULTIPLE) * PAD_MULTIPLE
-    images = torch.ones(len(batch), 1, H, W)  # (B, 1, H, W), white
-    for k, b in enumerate(batch):
-        images[k, :, : heights[k], : widths[k]] = b["image"]
+    images, sizes = pad_images([b["image"] for b in batch])
     T = max(len(b["tokens"]) for b in batch)
     tokens = torch.stack([F.pad(b["tokens"], (0, T - len(b["tokens"])), value=pad_id) for b in batch])  # (B, T)
     return {
         "images": images,
         "tokens": tokens,
-        "sizes": torch.tensor(list(zip(heights, widths)), dtype=torch.long),  # (B, 2)
+        "sizes": sizes,
         "formulas": [b["formula"] for b in batch],
         "names": [b["name"] for b in batch],
     }
@@ -232,8 +241,8 @@ def padding_fraction(batches: Sequence[Sequence[int]], sizes: Sequence[tuple[int
     """Share of padded (white filler) pixels in ``batches`` of images of ``sizes`` (H, W)."""
     used = total = 0
     for batch in batches:
-        H = math.ceil(max(sizes[i][0] for i in batch) / PAD_MULTIPLE) * PAD_MULTIPLE
-        W = math.ceil(max(sizes[i][1] for i in batch) / PAD_MULTIPLE) * PAD_MULTIPLE
+        H = padded_side(max(sizes[i][0] for i in batch))
+        W = padded_side(max(sizes[i][1] for i in batch))
         total += H * W * len(batch)
         used += sum(sizes[i][0] * sizes[i][1] for i in batch)
     return 1.0 - used / max(total, 1)
@@ -340,5 +349,5 @@ class Im2LatexDataModule(L.LightningDataModule):
 
 __all__ = [
     "Im2LatexDataset", "Im2LatexDataModule", "BucketBatchSampler", "collate", "eval_transform",
-    "train_transform", "RandomScale", "padding_fraction", "PAD_MULTIPLE",
+    "train_transform", "RandomScale", "padding_fraction", "PAD_MULTIPLE", "pad_images", "padded_side",
 ]
