@@ -35,7 +35,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
     path = make_dataset(
         args.out, n=args.n, seed=args.seed, formulas_file=args.formulas, backend=args.backend,
-        workers=args.workers, overwrite=args.overwrite,
+        workers=args.workers, overwrite=args.overwrite, max_len=args.max_len, level=args.level,
     )
     print(f"synthetic dataset written to {path}")
     return 0
@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="data/synth")
     d.add_argument("--formulas", default=None, help="render this formula list (one per line) instead")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--level", choices=["full", "basic"], default="full",
+                   help="full: Im2Latex-like formulas; basic: short formulas of common, visible symbols")
+    d.add_argument("--max-len", type=int, default=None, help="at most this many tokens per generated formula")
     d.add_argument("--backend", choices=["auto", "latex", "mathtext"], default="auto")
     d.add_argument("--workers", type=int, default=None)
     d.add_argument("--overwrite", action="store_true")

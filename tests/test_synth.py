@@ -48,6 +48,45 @@ def test_generator_respects_max_len():
     assert max(lengths) <= 60 and sum(lengths) / len(lengths) > 20
 
 
+BASIC_ARGUMENT_OPENERS = {"_", "^", "\\frac", "\\sqrt"}
+
+
+def test_basic_level_makes_short_formulas_in_which_every_token_is_visible():
+    basic = generate_formulas(2000, seed=1, max_len=40, level="basic")
+    assert basic == generate_formulas(2000, seed=1, max_len=40, level="basic")
+    full = generate_formulas(2000, seed=1, max_len=40)
+    allowed = {*"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", "+", "-", "=", "<", ">", ",",
+               ".", "(", ")", "[", "]", "{", "}", "_", "^", *synth.BASIC_TABLES["greek"], *synth.BASIC_TABLES["special"],
+               "\\frac", "\\sqrt", "\\prime"}
+    for formula in basic:
+        tokens = formula.split()
+        assert len(tokens) <= 40 and braces_balanced(formula)
+        assert set(tokens) <= allowed, set(tokens) - allowed
+        for k, t in enumerate(tokens):  # every group is an argument: no bare { } that renders as nothing
+            if t == "{":
+                prev = tokens[k - 1] if k else None
+                frac_denominator = prev == "}" and _opens_frac_numerator(tokens, k - 1)
+                assert prev in BASIC_ARGUMENT_OPENERS or frac_denominator or prev == "]", formula
+    mean = lambda fs: sum(len(f.split()) for f in fs) / len(fs)  # noqa: E731
+    assert 15 < mean(basic) < mean(full) - 5
+    assert len({t for f in basic for t in f.split()}) < 110 < len({t for f in full for t in f.split()})
+    for construct in ("\\frac {", " _ { ", " ^ { ", "\\sqrt {", "( ", "\\alpha"):
+        assert construct in " ".join(basic), construct
+    with pytest.raises(I2LError, match="unknown synthetic level"):
+        generate_formulas(1, level="hard")
+
+
+def _opens_frac_numerator(tokens: list[str], close: int) -> bool:
+    """True if the "}" at ``close`` ends the first argument of a \\frac."""
+    depth = 0
+    for k in range(close, -1, -1):
+        depth += tokens[k] == "}"
+        depth -= tokens[k] == "{"
+        if depth == 0:
+            return k > 0 and tokens[k - 1] == "\\frac"
+    return False
+
+
 def test_compare_statistics_counts_token_occurrences():
     stats = compare_statistics(["a + b", "x"], ["a + c", "a", ""])
     assert stats["token_coverage"] == pytest.approx(3 / 4)  # a, +, a covered; c is not
@@ -136,7 +175,7 @@ def test_ensure_dataset_generates_only_synthetic_paths(tmp_path, monkeypatch):
     cfg = get_config("smoke", data_dir=str(tmp_path / "synth-tiny"), synth_size=10)
     path = ensure_dataset(cfg)
     assert path == tmp_path / "synth-tiny" and is_dataset(path)
-    assert calls[0]["n"] == 10 and calls[0]["max_len"] == cfg.max_len
+    assert calls[0]["n"] == 10 and calls[0]["max_len"] == cfg.max_len and calls[0]["level"] == "full"
     assert all(len(f.split()) <= cfg.max_len for f in (path / "formulas.norm.lst").read_text().splitlines())
     assert ensure_dataset(cfg) == path and len(calls) == 1  # present: not made again
     with pytest.raises(I2LError, match="i2l data download"):
@@ -149,6 +188,11 @@ def test_cli_data_synth(tmp_path, capsys):
     assert is_dataset(out) and "written to" in capsys.readouterr().out
     assert main(["data", "synth", "--n", "6", "--out", str(out), "--backend", BACKEND]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    basic = tmp_path / "basic"
+    assert main(["data", "synth", "--n", "6", "--out", str(basic), "--backend", BACKEND, "--level", "basic",
+                 "--max-len", "12"]) == 0
+    assert json.loads((basic / "synth_report.json").read_text())["level"] == "basic"
+    assert all(len(f.split()) <= 12 for f in (basic / "formulas.norm.lst").read_text().splitlines())
 
 
 def test_make_dataset_with_the_mathtext_backend_replaces_what_it_cannot_draw(tmp_path):

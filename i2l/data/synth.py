@@ -95,16 +95,44 @@ TERM_WEIGHTS = {
 }
 
 
+# The "basic" level: short formulas of common symbols in which every token is visible, so that a transcription
+# is determined by the image (no bare { } groups, spacing commands, synonyms such as \le / \leq, or
+# delimiter sizes). A laptop CPU learns to read these in minutes (``cpu`` preset, ``make demo``).
+LEVELS = ("full", "basic")
+BASIC_TABLES: dict[str, dict[str, float]] = {
+    "greek": {k: GREEK[k] for k in ("\\mu", "\\alpha", "\\nu", "\\pi", "\\phi", "\\delta", "\\lambda", "\\beta",
+                                    "\\sigma", "\\theta", "\\Phi", "\\Gamma")},
+    "special": {"\\partial": 10, "\\infty": 3},
+    "binary": {"+": 10, "-": 13},
+    "relation": {"=": 40, "<": 1, ">": 1},
+    "punct": {",": 6, ".": 5},
+    "suffix": {"\\prime": 8},
+    "term": {"symbol": 40, "number": 12, "product": 8, "frac": 5, "sqrt": 0.7, "bracket": 11},
+}
+BASIC_LENGTH = (18.0, 10.0)  # mean and spread of the basic level's target length in tokens
+
+
 def _table(d: dict[str, float]) -> tuple[list[str], list[float]]:
     keys = [k for k, w in d.items() if w > 0]
     return keys, [d[k] for k in keys]
 
 
 class FormulaGenerator:
-    """Seeded random formulas in the normalized token style; ``max_len`` caps the number of tokens."""
+    """Seeded random formulas in the normalized token style; ``max_len`` caps the number of tokens.
 
-    def __init__(self, seed: int = 0, max_len: int | None = None, mean_len: float = 36.0,
-                 std_len: float = 16.0) -> None:
+    ``level="full"`` imitates Im2Latex-100K (its symbols, structures and lengths); ``level="basic"`` makes
+    shorter formulas (``BASIC_LENGTH``) of common symbols, letters, numbers, scripts, fractions, roots and
+    parentheses, in which every token is visible. ``mean_len``/``std_len`` default to the level's.
+    """
+
+    def __init__(self, seed: int = 0, max_len: int | None = None, mean_len: float | None = None,
+                 std_len: float | None = None, level: str = "full") -> None:
+        if level not in LEVELS:
+            raise I2LError(f"unknown synthetic level {level!r}: choose one of {list(LEVELS)}")
+        self.level = level
+        default_mean, default_std = BASIC_LENGTH if level == "basic" else (36.0, 16.0)
+        mean_len = default_mean if mean_len is None else mean_len
+        std_len = default_std if std_len is None else std_len
         self.rng = random.Random(seed)
         self.max_len = max_len
         # A log-normal target length with the requested mean and spread.
@@ -115,6 +143,10 @@ class FormulaGenerator:
             "punct": PUNCT_END, "accent": ACCENT, "function": FUNCTIONS, "limit": LIMIT_OPS, "bigop": BIGOPS,
             "mathrm": MATHRM_WORDS, "suffix": SUFFIX_SYMBOLS, "dots": DOTS, "misc": MISC_ATOMS,
             "term": TERM_WEIGHTS}.items()}
+        if level == "basic":
+            self._tables.update({name: _table(d) for name, d in BASIC_TABLES.items()})
+        self._brackets = BRACKETS if level == "full" else [("(", ")", 1.0)]
+        self.basic = level == "basic"
 
     # ------------------------------------------------------------------ helpers
     def pick(self, table: str) -> str:
@@ -125,6 +157,10 @@ class FormulaGenerator:
     def chance(self, p: float) -> bool:
         """True with probability ``p``."""
         return self.rng.random() < p
+
+    def spacing(self) -> list[str]:
+        """A spacing command (``\\,``, ``\\quad`` ...); none at the basic level."""
+        return [] if self.basic else [self.pick("spacing")]
 
     def letter(self) -> list[str]:
         """A Latin lower/upper case letter or a Greek letter."""
@@ -151,6 +187,14 @@ class FormulaGenerator:
     def index(self, depth: int) -> list[str]:
         """The inside of a sub/superscript: a letter, a number, index pairs, a small expression, a prime."""
         r = self.rng.random()
+        if self.basic:
+            if r < 0.45:
+                return self.letter()
+            if r < 0.7:
+                return self.number()
+            if r < 0.85 and depth < 3:
+                return self.expression(depth + 1, self.rng.randint(2, 3))
+            return [self.rng.choice("ijk"), "=", *self.number()]
         if r < 0.32:
             return self.letter() if self.chance(0.6) else [self.rng.choice("ijkmnpqrst")]
         if r < 0.48:
@@ -210,7 +254,7 @@ class FormulaGenerator:
         num = self.expression(depth + 1, self.rng.choice([1, 1, 1, 2, 2, 3]))
         den = self.expression(depth + 1, self.rng.choice([1, 1, 1, 2, 2, 3]))
         out = ["\\frac", "{", *num, "}", "{", *den, "}"]
-        if self.chance(0.3):
+        if not self.basic and self.chance(0.3):
             out = ["{", *out, "}"]
         return out
 
@@ -221,8 +265,8 @@ class FormulaGenerator:
         return self.scripts(["\\sqrt", "{", *inner, "}"], depth, p_sub=0.0, p_sup=0.1)
 
     def _bracket(self, depth: int) -> list[str]:
-        opens, closes, weights = zip(*BRACKETS)
-        k = self.rng.choices(range(len(BRACKETS)), weights)[0]
+        opens, closes, weights = zip(*self._brackets)
+        k = self.rng.choices(range(len(self._brackets)), weights)[0]
         inner = self.expression(depth + 1, self.rng.choice([1, 2, 2, 3, 3, 4]))
         if self.chance(0.12):
             inner = inner + [","] + self.expression(depth + 1, self.rng.choice([1, 2]))
@@ -360,7 +404,7 @@ class FormulaGenerator:
                 if r < 0.42:
                     out.append(self.pick("binary"))
                 elif r < 0.5 and depth == 0:
-                    out.append(self.pick("spacing"))
+                    out += self.spacing()
                 elif r < 0.53 and depth <= 1:
                     out.append(",")
             out += self.term(depth)
@@ -392,22 +436,22 @@ class FormulaGenerator:
         while len(out) < target:
             r = self.rng.random()
             if len(out) == relation_at and self.chance(0.97):
-                out += [self.pick("relation")] if self.chance(0.98) else self._stackrel(1)
+                out += [self.pick("relation")] if self.chance(0.98) or self.basic else self._stackrel(1)
             elif r < 0.04:
                 out += [self.pick("relation")]
             elif r < 0.07:  # a second equation
-                out += [",", self.pick("spacing")] if self.chance(0.7) else [self.pick("spacing")]
+                out += [",", *self.spacing()] if self.chance(0.7) else self.spacing()
                 out += self.term(0)
                 relation_at = len(out)
                 continue
             elif r < 0.45:
                 out.append(self.pick("binary"))
             elif r < 0.53:
-                out.append(self.pick("spacing"))
+                out += self.spacing()
             out += self.term(0)
         if self.chance(0.32):
             if self.chance(0.4):
-                out.append(self.pick("spacing"))
+                out += self.spacing()
             out.append(self.pick("punct"))
         return out
 
@@ -416,9 +460,9 @@ class FormulaGenerator:
         return [self.formula() for _ in range(n)]
 
 
-def generate_formulas(n: int, seed: int = 0, max_len: int | None = None) -> list[str]:
-    """``n`` random formulas in the normalized token style (deterministic for a seed)."""
-    return FormulaGenerator(seed=seed, max_len=max_len).generate(n)
+def generate_formulas(n: int, seed: int = 0, max_len: int | None = None, level: str = "full") -> list[str]:
+    """``n`` random formulas in the normalized token style (deterministic for a seed); see :class:`FormulaGenerator`."""
+    return FormulaGenerator(seed=seed, max_len=max_len, level=level).generate(n)
 
 
 # ============================================================================ statistics
@@ -554,10 +598,11 @@ def _split_names(names: list[str], seed: int) -> dict[str, list[str]]:
 
 def make_dataset(out: str | Path, n: int = 4000, seed: int = 0, formulas_file: str | Path | None = None,
                  backend: str = "auto", workers: int | None = None, overwrite: bool = False,
-                 max_len: int | None = None, progress: bool | None = None) -> Path:
+                 max_len: int | None = None, progress: bool | None = None, level: str = "full") -> Path:
     """Render a dataset in the processed Im2Latex layout at ``out``; returns ``out``.
 
-    ``n`` generated formulas (seeded; at most ``max_len`` tokens), or every formula of ``formulas_file``
+    ``n`` generated formulas (seeded; at most ``max_len`` tokens; ``level`` "full" or "basic", see
+    :class:`FormulaGenerator`), or every formula of ``formulas_file``
     (one per line; blank and non-UTF-8 lines are skipped with a count; ``n`` is then ignored). Formulas
     that fail to render are dropped (generated ones are replaced). Splits train/validate/test 80/10/10.
     Built in a temporary folder beside ``out`` and renamed into place: never a half-written dataset.
@@ -572,13 +617,15 @@ def make_dataset(out: str | Path, n: int = 4000, seed: int = 0, formulas_file: s
     backend = resolve_backend(backend)
     report: dict = {"backend": backend, "seed": seed, "source": str(formulas_file) if formulas_file else
                     "generated", "failed": {}}
+    if formulas_file is None:
+        report["level"] = level
     if formulas_file is not None:
         formulas, skipped = read_formula_file(formulas_file)
         report["skipped_lines"] = {k: len(v) for k, v in skipped.items()}
     else:
         if n < 1:
             raise I2LError(f"n must be at least 1 (got {n})")
-        generator = FormulaGenerator(seed=seed, max_len=max_len)
+        generator = FormulaGenerator(seed=seed, max_len=max_len, level=level)
         formulas = generator.generate(n)
     report["requested"] = len(formulas)
 
@@ -653,14 +700,14 @@ def ensure_dataset(cfg) -> Path:
     if not path.name.startswith("synth"):
         raise I2LError(f"no dataset at {path}: download Im2Latex-100K with `i2l data download --dest {path}`, "
                        "or point data_dir at a synthetic set (e.g. data/synth) to generate one")
-    log.info("generating %d synthetic formulas into %s", cfg.synth_size, path)
+    log.info("generating %d synthetic formulas (level %s) into %s", cfg.synth_size, cfg.synth_level, path)
     try:
-        return make_dataset(path, n=cfg.synth_size, seed=0, max_len=cfg.max_len)
+        return make_dataset(path, n=cfg.synth_size, seed=0, max_len=cfg.max_len, level=cfg.synth_level)
     except I2LError:
         if is_dataset(path):  # another process made it meanwhile
             return path
         raise
 
 
-__all__ = ["FormulaGenerator", "generate_formulas", "compare_statistics", "make_dataset", "ensure_dataset",
+__all__ = ["FormulaGenerator", "LEVELS", "generate_formulas", "compare_statistics", "make_dataset", "ensure_dataset",
            "read_formula_file", "is_dataset", "real_formulas_path", "STRUCTURES", "SPLITS"]
