@@ -17,6 +17,7 @@ everything needed to rebuild the model and read its predictions (:func:`load_che
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,18 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: Config, total_steps: int
+    optimizer: torch.optim.Optimizer, cfg: Config, total_steps: int | Callable[[], int]
 ) -> tuple[torch.optim.lr_scheduler.LRScheduler, str]:
-    """The schedule of ``cfg`` and how often it steps: ``("epoch")`` for multistep, ``("step")`` for cosine."""
+    """The schedule of ``cfg`` and how often it steps: ``("epoch")`` for multistep, ``("step")`` for cosine.
+
+    ``total_steps`` may be a function, asked at every step (a time budget moves the end of the cosine)."""
     if cfg.schedule == "multistep":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.milestones), gamma=cfg.gamma), "epoch"
     if cfg.schedule == "cosine":
         warmup = cfg.warmup_steps
+        horizon = total_steps if callable(total_steps) else (lambda: total_steps)
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: cosine_with_warmup(step, warmup, total_steps)
+            optimizer, lambda step: cosine_with_warmup(step, warmup, horizon())
         ), "step"
     raise I2LError(f"unknown schedule {cfg.schedule!r} in the config: use 'multistep' or 'cosine'")
 
@@ -84,6 +88,7 @@ class LitIm2Latex(L.LightningModule):
 
         self.model = Im2LatexModel(self.cfg, len(self.vocab))
         self._compiled: Any = None  # set by compile_model(); kept out of the state dict
+        self.schedule_steps: int | None = None  # end of the cosine when a time budget sets it (TimeBudgetSchedule)
         self._val_refs: list[str] = []
         self._val_preds: list[str] = []
         self.val_samples: list[tuple[str, str]] = []  # (reference, prediction) of the last validation
@@ -172,7 +177,8 @@ class LitIm2Latex(L.LightningModule):
                 (decay if p.ndim >= 2 else no_decay).append(p)
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-        scheduler, interval = make_scheduler(optimizer, cfg, self.total_steps() if cfg.schedule == "cosine" else 0)
+        total = self.total_steps() if cfg.schedule == "cosine" else 0
+        scheduler, interval = make_scheduler(optimizer, cfg, lambda: min(total, self.schedule_steps or total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     def total_steps(self) -> int:

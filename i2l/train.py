@@ -21,6 +21,7 @@ import importlib.util
 import io
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +30,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
@@ -143,8 +144,41 @@ def monitored_metric(cfg: Config) -> tuple[str, str]:
     return ("val_bleu", "max") if cfg.val_decode_samples > 0 else ("val_loss", "min")
 
 
+class TimeBudgetSchedule(Callback):
+    """Ends the cosine schedule when ``max_time_minutes`` runs out rather than after ``max_epochs``.
+
+    Every ``every`` steps it measures this session's steps per second (validation pauses included) and moves
+    the end of the cosine (:attr:`LitIm2Latex.schedule_steps`) to the step at which the time budget, as
+    Lightning's ``Timer`` counts it (resumed runs included), will be spent; never beyond ``max_epochs``.
+    A run stopped by its time budget thus ends with a decayed learning rate, as a full schedule does.
+    """
+
+    def __init__(self, every: int = 50) -> None:
+        self.every = every
+        self._t0 = 0.0
+        self._step0 = 0
+
+    @staticmethod
+    def _timer(trainer: L.Trainer) -> Timer | None:
+        return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0, self._step0 = time.monotonic(), trainer.global_step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step, timer = trainer.global_step, self._timer(trainer)
+        if timer is None or step - self._step0 < self.every or step % self.every:
+            return
+        remaining = timer.time_remaining("train")
+        if remaining is None:
+            return
+        rate = (step - self._step0) / max(1e-6, time.monotonic() - self._t0)
+        pl_module.schedule_steps = max(step + 1, step + int(remaining * rate))
+
+
 def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
-    """ModelCheckpoint (``best.ckpt`` + ``last.ckpt``), LearningRateMonitor and the progress bar."""
+    """ModelCheckpoint (``best.ckpt`` + ``last.ckpt``), LearningRateMonitor, the progress bar, and with a time
+    budget and the cosine schedule :class:`TimeBudgetSchedule`."""
     monitor, mode = monitored_metric(cfg)
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -155,6 +189,8 @@ def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
     ]
     if progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps)))
+    if cfg.max_time_minutes and cfg.schedule == "cosine":
+        callbacks.append(TimeBudgetSchedule())
     return callbacks
 
 
@@ -342,7 +378,7 @@ def fit(
 
 
 __all__ = [
-    "FitResult", "fit", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
+    "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
     "ResumableCSVLogger",
 ]

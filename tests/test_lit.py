@@ -131,6 +131,25 @@ def test_cosine_schedule_and_weight_decay_groups(cfg, vocab, monkeypatch):
     assert lrs[0] == pytest.approx(2e-4) and max(lrs) == pytest.approx(1e-3) and lrs[-1] < 1e-5
 
 
+def test_schedule_steps_moves_the_end_of_the_cosine(cfg, vocab, monkeypatch):
+    lit = LitIm2Latex(cfg.replace(schedule="cosine", warmup_steps=0, lr=1e-3).to_dict(), vocab.to_dict())
+    monkeypatch.setattr(lit, "total_steps", lambda: 100)
+    conf = lit.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * cosine_with_warmup(10, 0, 100))
+    lit.schedule_steps = 20  # a time budget says the run ends at step 20
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * cosine_with_warmup(11, 0, 20))
+    lit.schedule_steps = 1000  # never beyond max_epochs
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * cosine_with_warmup(12, 0, 100))
+
+
 def test_unknown_schedule_is_a_clear_error(cfg, vocab):
     lit = LitIm2Latex(cfg.replace(schedule="linear").to_dict(), vocab.to_dict())
     with pytest.raises(I2LError, match="multistep"):

@@ -8,15 +8,19 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.callbacks import Timer
 
+import i2l.train as train_module
 from i2l.config import get_config
 from i2l.errors import I2LError
 from i2l.lit import load_checkpoint, read_checkpoint
-from i2l.train import AtomicCheckpointIO, choose_precision, fit
+from i2l.train import AtomicCheckpointIO, TimeBudgetSchedule, choose_precision, fit, make_callbacks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -148,6 +152,38 @@ def test_out_of_memory_is_a_clear_error(synth_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(L.Trainer, "fit", boom)
     with pytest.raises(I2LError, match="--batch-size 4"):
         fit(small_cfg(synth_dir, tmp_path))
+
+
+def test_a_time_budget_moves_the_end_of_the_cosine_schedule(monkeypatch):
+    cfg = get_config("smoke", schedule="cosine", max_time_minutes=5.0)
+    assert any(isinstance(c, TimeBudgetSchedule) for c in make_callbacks(cfg, progress_bar=False))
+    for other in (cfg.replace(max_time_minutes=None), cfg.replace(schedule="multistep")):
+        assert not any(isinstance(c, TimeBudgetSchedule) for c in make_callbacks(other, progress_bar=False))
+
+    class ClockTimer(Timer):  # Lightning's Timer, with the remaining time set by the test
+        remaining: float | None = 100.0
+
+        def time_remaining(self, stage: str = "train") -> float | None:
+            return self.remaining
+
+    clock = [1000.0]
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: clock[0])
+    timer, module = ClockTimer(duration=timedelta(seconds=100)), SimpleNamespace(schedule_steps=None)
+    trainer = SimpleNamespace(callbacks=[timer], global_step=40)  # a resumed run: 40 steps done before
+    callback = TimeBudgetSchedule(every=10)
+    callback.on_train_start(trainer, module)
+    clock[0], trainer.global_step, timer.remaining = 1005.0, 45, 95.0
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert module.schedule_steps is None  # not a multiple of `every`, and too early to measure
+    clock[0], trainer.global_step, timer.remaining = 1010.0, 60, 90.0  # 20 steps in 10 s: 2 steps/s
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert module.schedule_steps == 60 + 180  # the step at which the 90 s left run out
+    clock[0], trainer.global_step, timer.remaining = 1040.0, 70, 60.0  # slower now (validation): 0.75 step/s
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert module.schedule_steps == 70 + 45
+    timer.remaining, trainer.global_step = 0.0, 80
+    callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert module.schedule_steps == 81  # time is up: the schedule ends now
 
 
 def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
