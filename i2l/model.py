@@ -150,6 +150,9 @@ class Encoder(nn.Module):
         self.proj = nn.Conv2d(BACKBONE_CHANNELS, d_model, kernel_size=1)
         self.dropout = nn.Dropout(dropout)
         self.d_model = d_model
+        # channels-last convolutions: 1.15-1.2x faster training on the CPU (benchmarks/train_throughput.py) and
+        # the layout tensor cores prefer under mixed precision; the state dict is the same.
+        self.to(memory_format=torch.channels_last)
 
     @staticmethod
     def feature_shape(height: int, width: int) -> tuple[int, int]:
@@ -201,6 +204,7 @@ class Encoder(nn.Module):
         if mask is not None:
             x = x * mask
         keep["inverted"] = x
+        x = x.contiguous(memory_format=torch.channels_last)
         x = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H/2, W/2)
         if valid is not None:
             valid = _ceil_div(valid, 2)
@@ -552,7 +556,7 @@ class Im2LatexModel(nn.Module):
         """images (B, 1, H, W), sizes (B, 2) -> memory (B, S, d_model), memory_mask (B, S) bool, True = padding."""
         images, sizes = check_images(images, sizes)
         features, valid = self.encoder(images, sizes)  # (B, d, H', W'), (B, H', W')
-        memory = features.flatten(2).transpose(1, 2)  # (B, S, d)
+        memory = features.permute(0, 2, 3, 1).flatten(1, 2)  # (B, S, d); a view of channels-last features
         return memory, ~valid.flatten(1)  # (B, S, d), (B, S)
 
     def init_state(
