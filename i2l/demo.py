@@ -39,7 +39,7 @@ def demo_config(minutes: float | None = None, n: int | None = None) -> Config:
     if minutes is not None:
         cfg = cfg.replace(max_time_minutes=float(minutes))
     if n is not None and n != cfg.synth_size:
-        cfg = cfg.replace(synth_size=int(n), data_dir=f"data/synth-{int(n)}")
+        cfg = cfg.replace(synth_size=int(n), data_dir=f"{cfg.data_dir}-{int(n)}")
     return cfg
 
 

@@ -13,7 +13,7 @@ from i2l.demo import demo_config, run_demo
 def test_demo_config_maps_minutes_and_size():
     cfg = demo_config(minutes=2, n=500)
     assert cfg.name == "cpu" and cfg.run_name == "demo"
-    assert cfg.max_time_minutes == 2.0 and cfg.synth_size == 500 and cfg.data_dir == "data/synth-500"
+    assert cfg.max_time_minutes == 2.0 and cfg.synth_size == 500 and cfg.data_dir == "data/synth-basic-500"
     default = demo_config()
     assert default.data_dir == get_config("cpu").data_dir and default.max_time_minutes == get_config("cpu").max_time_minutes
 
