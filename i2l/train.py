@@ -72,17 +72,44 @@ def choose_precision(cfg: Config) -> str:
     return "32-true"
 
 
+def busy_cores(interval: float = 0.5) -> float | None:
+    """How many cores other processes keep busy now: from ``/proc/stat`` over ``interval`` seconds (while this
+    process sleeps), else the 1-minute load average; None where neither exists.
+
+    The load average lags by about a minute, so it still counts a ``pip install`` or a rendering pass that has
+    just ended (``make demo`` right after making its environment); ``/proc/stat`` says what happens now."""
+    def cpu_times() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+
+    first = cpu_times()
+    if first is not None:
+        time.sleep(interval)
+        second = cpu_times()
+        if second is not None and second[0] > first[0]:
+            busy_share = 1.0 - (second[1] - first[1]) / (second[0] - first[0])
+            return max(0.0, busy_share) * (os.cpu_count() or 1)
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def pick_cpu_threads(threads: int | None = None, verbose: bool = True) -> int:
     """Set and return torch's CPU threads: ``threads`` if given; 1 when the CPU is busy with other processes.
 
-    On a shared CPU (load average >= half the cores), several threads stall at every parallel region while
-    one of them waits for a core: one thread is then several times faster (``benchmarks/learn_cpu.py``).
+    On a shared CPU (other processes keep half the cores busy, :func:`busy_cores`), several threads stall at
+    every parallel region while one of them waits for a core: one thread is then several times faster
+    (``benchmarks/learn_cpu.py``).
     """
     if threads is None:
-        busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= 0.5 * (os.cpu_count() or 1)
-        threads = 1 if busy else torch.get_num_threads()
-        if busy and verbose:
-            print(f"the CPU is shared (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): 1 torch thread")
+        busy = busy_cores()
+        shared = busy is not None and busy >= 0.5 * (os.cpu_count() or 1)
+        threads = 1 if shared else torch.get_num_threads()
+        if shared and verbose:
+            print(f"the CPU is shared ({busy:.1f} of {os.cpu_count()} cores busy with other processes): "
+                  "1 torch thread")
     torch.set_num_threads(threads)
     return threads
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
 import pickle
 import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -240,16 +242,29 @@ def test_overwrite_puts_the_previous_run_back_when_training_fails(trained, monke
         fit(cfg, overwrite=True, resume=True)
 
 
-def test_pick_cpu_threads_uses_one_thread_on_a_busy_cpu(monkeypatch):
-    import os
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="no /proc/stat (not Linux): busy_cores uses the load average")
+def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
+    from i2l.train import busy_cores
 
+    idle = busy_cores(0.3)
+    assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1)
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 20\nwhile time.time() < t: pass"])
+    try:
+        time.sleep(0.5)
+        assert busy_cores(0.5) >= 0.7  # one core spinning, whatever else runs
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_pick_cpu_threads_uses_one_thread_on_a_busy_cpu(monkeypatch):
     from i2l.train import pick_cpu_threads
 
     before = torch.get_num_threads()
     try:
-        monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+        monkeypatch.setattr(train_module, "busy_cores", lambda: 64.0)
         assert pick_cpu_threads(verbose=False) == 1 and torch.get_num_threads() == 1
-        monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        monkeypatch.setattr(train_module, "busy_cores", lambda: 0.0)
         torch.set_num_threads(before)
         assert pick_cpu_threads(verbose=False) == before
         assert pick_cpu_threads(2) == 2 and torch.get_num_threads() == 2
