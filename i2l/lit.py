@@ -181,6 +181,12 @@ class LitIm2Latex(L.LightningModule):
         scheduler, interval = make_scheduler(optimizer, cfg, lambda: min(total, self.schedule_steps or total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["schedule_steps"] = self.schedule_steps  # a resumed time-budgeted run keeps its schedule
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.schedule_steps = checkpoint.get("schedule_steps")
+
     def total_steps(self) -> int:
         """Optimiser steps of the whole run as Lightning estimates them (max_epochs x batches per epoch)."""
         try:

@@ -176,7 +176,8 @@ class TimeBudgetSchedule(Callback):
 
     Every ``every`` steps it measures this session's steps per second (validation pauses included) and moves
     the end of the cosine (:attr:`LitIm2Latex.schedule_steps`) to the step at which the time budget, as
-    Lightning's ``Timer`` counts it (resumed runs included), will be spent; never beyond ``max_epochs``.
+    Lightning's ``Timer`` counts it (resumed runs included), will be spent; never beyond ``max_epochs``. Rank 0's
+    estimate is broadcast so that every DDP rank follows the same learning rate.
     A run stopped by its time budget thus ends with a decayed learning rate, as a full schedule does.
     """
 
@@ -200,7 +201,8 @@ class TimeBudgetSchedule(Callback):
         if remaining is None:
             return
         rate = (step - self._step0) / max(1e-6, time.monotonic() - self._t0)
-        pl_module.schedule_steps = max(step + 1, step + int(remaining * rate))
+        horizon = max(step + 1, step + int(remaining * rate))
+        pl_module.schedule_steps = trainer.strategy.broadcast(horizon, src=0)  # one schedule for all DDP ranks
 
 
 def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:

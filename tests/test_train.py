@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Timer
 import i2l.train as train_module
 from i2l.config import get_config
 from i2l.errors import I2LError
-from i2l.lit import load_checkpoint, read_checkpoint
+from i2l.lit import LitIm2Latex, load_checkpoint, read_checkpoint
 from i2l.train import AtomicCheckpointIO, TimeBudgetSchedule, choose_precision, fit, make_callbacks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +95,19 @@ def test_checkpoint_loads_with_nothing_else(trained):
     tokens = torch.tensor([[vocab.bos_id]])
     with torch.no_grad():
         assert model(images, tokens).shape == (1, 1, len(vocab))
+
+
+def test_the_time_budget_schedule_travels_with_the_checkpoint(trained):
+    cfg, first, _, _ = trained
+    ckpt = read_checkpoint(first.last_checkpoint)
+    assert "schedule_steps" in ckpt and ckpt["schedule_steps"] is None  # written by fit; that run had no budget
+    lit = LitIm2Latex(ckpt["hyper_parameters"]["config"], ckpt["hyper_parameters"]["vocab"])
+    lit.schedule_steps = 123
+    saved: dict = {}
+    lit.on_save_checkpoint(saved)
+    lit.schedule_steps = None
+    lit.on_load_checkpoint(saved)
+    assert lit.schedule_steps == 123
 
 
 def test_resume_continues_the_same_run(trained):
@@ -171,7 +184,9 @@ def test_a_time_budget_moves_the_end_of_the_cosine_schedule(monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(train_module.time, "monotonic", lambda: clock[0])
     timer, module = ClockTimer(duration=timedelta(seconds=100)), SimpleNamespace(schedule_steps=None)
-    trainer = SimpleNamespace(callbacks=[timer], global_step=40)  # a resumed run: 40 steps done before
+    broadcasts = []
+    strategy = SimpleNamespace(broadcast=lambda obj, src=0: broadcasts.append(src) or obj)
+    trainer = SimpleNamespace(callbacks=[timer], global_step=40, strategy=strategy)  # resumed: 40 steps before
     callback = TimeBudgetSchedule(every=10)
     callback.on_train_start(trainer, module)
     clock[0], trainer.global_step, timer.remaining = 1005.0, 45, 95.0
@@ -186,6 +201,7 @@ def test_a_time_budget_moves_the_end_of_the_cosine_schedule(monkeypatch):
     timer.remaining, trainer.global_step = 0.0, 80
     callback.on_train_batch_end(trainer, module, None, None, 0)
     assert module.schedule_steps == 81  # time is up: the schedule ends now
+    assert broadcasts == [0, 0, 0]  # every estimate came from rank 0
 
 
 def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
