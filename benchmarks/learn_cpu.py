@@ -175,5 +175,6 @@ def plot_curve(summary: dict) -> Path:
     plt.close(fig)
     return out
 
+
 if __name__ == "__main__":
     main()

@@ -194,10 +194,11 @@ class TimeBudgetSchedule(Callback):
         self._t0, self._step0 = time.monotonic(), trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        step, timer = trainer.global_step, self._timer(trainer)
-        if timer is None or step - self._step0 < self.every or step % self.every:
-            return
-        remaining = timer.time_remaining("train")
+        step = trainer.global_step
+        if step - self._step0 < self.every or step % self.every:
+            return  # every step stays cheap: the work below runs once per `every` steps
+        timer = self._timer(trainer)
+        remaining = timer.time_remaining("train") if timer is not None else None
         if remaining is None:
             return
         rate = (step - self._step0) / max(1e-6, time.monotonic() - self._t0)
