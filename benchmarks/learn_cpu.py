@@ -70,7 +70,7 @@ def main() -> None:
                    help="synthetic formulas (train/validate/test 80/10/10); with 9,600 training formulas the "
                         "validation loss stopped falling after 9,500 of 12,400 steps while the training loss fell")
     p.add_argument("--level", choices=["basic", "full"], default="basic",
-                   help="generator level (i2l.data.synth): the cpu preset's basic formulas, or Im2Latex-like ones")
+                   help="generator level (i2l.data.grammar): the cpu preset's basic formulas, or Im2Latex-like ones")
     p.add_argument("--data", default=None, help="an existing dataset folder instead of generating one")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: 1 when other processes load the CPU, else all)")

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from i2l.data.im2latex import process_page, read_formulas, to_gray
+from i2l.data.grammar import compare_statistics, generate_formulas
+from i2l.data.im2latex import read_formulas
 from i2l.data.render import PREAMBLE, latex_available, render_formulas
-from i2l.data.synth import compare_statistics, generate_formulas
+from i2l.images import process_page, to_gray
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2latex"
 

@@ -129,19 +129,20 @@ def _figures(metrics_csv: Path, predictions_tsv: str | None, figures: Path, miss
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from i2l import plots
+    from i2l.plots.evaluation import plot_metrics_by_length
+    from i2l.plots.training import plot_training_curves
 
     out = []
-    fig = plots.plot_training_curves(metrics_csv, figures / "demo_training_curves.png")
+    fig = plot_training_curves(metrics_csv, figures / "demo_training_curves.png")
     plt.close(fig)
     out.append(str(figures / "demo_training_curves.png"))
-    if predictions_tsv and hasattr(plots, "plot_metrics_by_length"):
+    if predictions_tsv:
         from i2l.evaluate import read_predictions
 
         rows = read_predictions(predictions_tsv)
         refs, preds = [r["reference"] for r in rows], [r["prediction"] for r in rows]
         try:
-            fig = plots.plot_metrics_by_length(refs, preds, path=figures / "demo_metrics_by_length.png")
+            fig = plot_metrics_by_length(refs, preds, path=figures / "demo_metrics_by_length.png")
             plt.close(fig)
             out.append(str(figures / "demo_metrics_by_length.png"))
         except TypeError:  # another signature: skip this figure rather than fail the demo

@@ -4,47 +4,41 @@ Screenshots come in every shape: RGBA with a transparent background, palettes, 1
 on a dark theme, a formula typeset four times larger than the training images. :func:`preprocess` turns
 each of them into an image that looks like the training images:
 
-1. load and check (:func:`load_image`): paths, bytes, PIL images, numpy arrays; empty, truncated, not an
-   image or too many pixels raise :class:`~i2l.errors.I2LError` before anything large is decoded;
+1. load and check (:func:`i2l.images.load_image`): paths, bytes, PIL images, numpy arrays; empty, truncated,
+   not an image or too many pixels raise :class:`~i2l.errors.I2LError` before anything large is decoded;
 2. greyscale on white (:func:`to_grayscale`): transparency over white (or black, for light ink on a
    transparent background), dark backgrounds inverted, levels stretched so ink is black, background 255;
 3. crop to the ink and rescale so that the typical glyph height (median height of the connected ink
    components, see :func:`glyph_height`) equals the one of the training pages (:data:`PAGE_GLYPH_HEIGHT`,
    measured on the real 200 dpi Im2Latex-100K pages);
-4. the official pipeline (:func:`i2l.data.im2latex.process_page`): pad 8 px, pad to a bucket, downsample x2.
+4. the official pipeline (:func:`i2l.images.process_page`): pad 8 px, pad to a bucket, downsample x2.
 
-:func:`to_batch` pads a list of processed images to one tensor whose sides are multiples of the encoder
-stride (16), white-padded like :func:`i2l.data.dataset.collate`.
+Loading, the page processing and batching (:func:`i2l.images.to_batch`) live in :mod:`i2l.images`, shared
+with the training images; this module keeps the real-world normalisation (steps 2 and 3).
 """
 
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from i2l.data.dataset import pad_images
-from i2l.data.im2latex import process_page
 from i2l.errors import I2LError
+from i2l.images import MAX_PIXELS, ImageSource, load_image, process_page
 
 #: Median glyph height (px) on the real 200 dpi Im2Latex-100K pages, measured with :func:`measure_glyph_height`
 #: (``python -m i2l.preprocess /path/to/raw/images`` prints it); the processed images are half that.
 PAGE_GLYPH_HEIGHT = 15.0
-#: Refuse images with more pixels than this before decoding them (a 10000x10000 PNG of 100 KB decodes
-#: to 100-400 MB); larger formulas are downscaled after loading to :data:`WORK_MAX_SIDE`.
-MAX_PIXELS = 40_000_000
+#: Loading refuses more than :data:`i2l.images.MAX_PIXELS`; formulas whose longer side exceeds this are then
+#: downscaled to it before the work.
 WORK_MAX_SIDE = 4000
 #: Side limit of a normalised page (before the x2 downsampling): 1600 is the largest training bucket.
 PAGE_MAX_SIDE = 3200
 MIN_CONTRAST = 40  # grey levels between background and the darkest ink below which there is no ink
-
-ImageSource = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray | torch.Tensor
 
 
 @dataclass
@@ -55,78 +49,6 @@ class Prepared:
     glyph_height: float | None
     scale: float
     source_size: tuple[int, int]  # (width, height) of the input
-
-
-# ----------------------------------------------------------------------------- loading
-def _check_pixels(width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise I2LError(f"the image is empty ({width}x{height} pixels): give an image of a formula")
-    if width * height > max_pixels:
-        raise I2LError(
-            f"the image is too large: {width}x{height} = {width * height / 1e6:.0f} megapixels, the limit is "
-            f"{max_pixels / 1e6:.0f}; crop it to the formula or downscale it"
-        )
-
-
-def _open_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    if len(data) == 0:
-        raise I2LError(f"{name} is empty (0 bytes): give a PNG or JPEG image of a formula")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            _check_pixels(img.width, img.height, max_pixels)  # header only: nothing decoded yet
-            img.load()
-    except UnidentifiedImageError:
-        head = data[:40]
-        hint = " (it looks like text)" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else ""
-        raise I2LError(f"{name} is not an image i2l can read{hint}: give a PNG, JPEG, GIF, BMP, TIFF or WebP "
-                       "image of a formula") from None
-    except Image.DecompressionBombError as exc:
-        raise I2LError(f"{name}: {exc}; crop it to the formula or downscale it") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, I2LError):
-            raise
-        raise I2LError(f"{name} is truncated or corrupt ({exc}): save the image again") from None
-    return img
-
-
-def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """A PIL image from a path, bytes, a PIL image, a numpy array (H, W[, C]) or a tensor ([1,] H, W)."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise I2LError(f"{path}: no such file")
-        return _open_bytes(path.read_bytes(), str(path), max_pixels)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return _open_bytes(bytes(source), "the uploaded file", max_pixels)
-    if isinstance(source, Image.Image):
-        _check_pixels(source.width, source.height, max_pixels)
-        return source
-    if isinstance(source, torch.Tensor):
-        source = source.detach().cpu().float().numpy()
-        if source.ndim == 3 and source.shape[0] in (1, 3, 4):  # (C, H, W) -> (H, W, C)
-            source = np.moveaxis(source, 0, -1)
-    if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels)
-    raise I2LError(f"cannot read an image from a {type(source).__name__}: give a path, bytes, a PIL image "
-                   "or a numpy array")
-
-
-def _from_array(a: np.ndarray, max_pixels: int) -> Image.Image:
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
-        raise I2LError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4); got shape {a.shape}")
-    _check_pixels(a.shape[1], a.shape[0], max_pixels)
-    if a.dtype == np.uint16 or (a.dtype.kind in "iu" and a.max(initial=0) > 255):
-        a = a.astype(np.float64) / 65535.0 * 255.0
-    elif a.dtype.kind == "f" or a.dtype == bool:
-        a = a.astype(np.float64)
-        if a.max(initial=0) <= 1.0:  # floats in [0, 1], like the dataset tensors
-            a = a * 255.0
-    a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
-    return Image.fromarray(a, mode={2: "L", 3: "RGB", 4: "RGBA"}[a.ndim if a.ndim == 2 else a.shape[-1]])
 
 
 # ----------------------------------------------------------------------------- greyscale
@@ -290,12 +212,6 @@ def preprocess(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT
     return prepare(source, page_glyph_height, rescale, max_pixels).image
 
 
-def to_batch(images: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad processed images to one batch: images (B, 1, H, W) float, 1.0 = white; sizes (B, 2) = (H, W)."""
-    tensors = [torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[None] for im in images]
-    return pad_images(tensors)  # (1, h, w) each -> (B, 1, H, W), (B, 2)
-
-
 def _calibrate(folder: str) -> dict[str, Any]:  # pragma: no cover - a one-off measurement
     """Glyph heights of the raw 200 dpi pages in ``folder`` (median is :data:`PAGE_GLYPH_HEIGHT`)."""
     heights = []
@@ -311,7 +227,6 @@ def _calibrate(folder: str) -> dict[str, Any]:  # pragma: no cover - a one-off m
     a = np.array(heights)
     return {"n": len(a), "median": float(np.median(a)), "p10": float(np.percentile(a, 10)),
             "p90": float(np.percentile(a, 90))}
-
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -193,7 +193,7 @@ def test_encoder_trace_and_model_plots(model):
     import matplotlib.pyplot as plt
 
     from i2l.model import encoder_trace
-    from i2l.plots_model import (
+    from i2l.plots.model import (
         plot_feature_maps,
         plot_parameter_counts,
         plot_positional_encoding_1d,

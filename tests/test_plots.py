@@ -1,4 +1,4 @@
-"""Tests of i2l.plots on a fabricated Lightning metrics.csv and hand-made predictions."""
+"""Tests of i2l.plots: the helpers its submodules share (to_array, save)."""
 
 from __future__ import annotations
 
@@ -13,123 +13,17 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from i2l import plots  # noqa: E402
-from i2l.errors import I2LError  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
-def write_metrics_csv(path, with_val=True, with_lr=True):
-    """Sparse rows the way Lightning's CSVLogger writes them: step rows, then an epoch row for validation."""
-    cols = ["epoch", "step", "train_loss_step"]
-    if with_lr:
-        cols.append("lr-AdamW")
-    if with_val:
-        cols += ["val_loss", "val_bleu", "val_edit_accuracy", "val_exact_match"]
-    lines = [",".join(cols)]
-    step = 0
-    for epoch in range(3):
-        for _ in range(4):
-            step += 1
-            row = {"epoch": epoch, "step": step, "train_loss_step": 3.0 / step, "lr-AdamW": 1e-3 * 0.9 ** step}
-            lines.append(",".join(str(row.get(c, "")) for c in cols))
-        if with_val:
-            row = {"epoch": epoch, "step": step, "val_loss": 2.0 - epoch * 0.5, "val_bleu": 0.2 * (epoch + 1),
-                   "val_edit_accuracy": 0.3 * (epoch + 1), "val_exact_match": 0.1 * epoch}
-            lines.append(",".join(str(row.get(c, "")) for c in cols))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def test_training_curves(tmp_path):
-    csv = write_metrics_csv(tmp_path / "metrics.csv")
-    out = tmp_path / "figs" / "curves.png"
-    fig = plots.plot_training_curves(csv, path=out)
-    assert out.exists() and out.stat().st_size > 1000
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["loss", "BLEU-4", "edit accuracy", "exact match", "learning rate"]
-    bleu = fig.axes[1].lines[0]
-    np.testing.assert_allclose(bleu.get_xdata(), [4, 8, 12])
-    np.testing.assert_allclose(bleu.get_ydata(), [0.2, 0.4, 0.6])
-    loss_labels = [ln.get_label() for ln in fig.axes[0].lines]
-    assert loss_labels == ["train_loss_step", "val_loss"]
-    assert len(fig.axes[0].lines[0].get_xdata()) == 12
-
-
-def test_training_curves_missing_columns(tmp_path):
-    csv = write_metrics_csv(tmp_path / "metrics.csv", with_val=False, with_lr=False)
-    fig = plots.plot_training_curves(csv)
-    assert [ax.get_title() for ax in fig.axes] == ["loss"]
-    with pytest.raises(I2LError, match="not found"):
-        plots.plot_training_curves(tmp_path / "missing.csv")
-    (tmp_path / "odd.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(I2LError, match="none of the expected columns"):
-        plots.plot_training_curves(tmp_path / "odd.csv")
-
-
-REFS = ["a + b", "x ^ { 2 }", "\\frac { a } { b }", " ".join(["y"] * 30)]
-PREDS = ["a - b", "x ^ { 2 }", "\\frac { b } { b }", " ".join(["y"] * 25)]
-
-
-def test_metrics_by_length(tmp_path):
-    fig = plots.plot_metrics_by_length(REFS, PREDS, bins=(0, 10, 40), path=tmp_path / "len.png")
-    assert (tmp_path / "len.png").exists()
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["0-10", "10-40"]
-    heights = [p.get_height() for p in ax.patches]
-    assert len(heights) == 6  # 2 bins x 3 metrics
-    assert heights[4] == pytest.approx(1 / 3)  # exact match, short bin: 1 of 3
-
-
-def test_token_confusions(tmp_path):
-    fig = plots.plot_token_confusions(REFS, PREDS, top=5, path=tmp_path / "conf.png")
-    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert labels[-1] == "y  →  ∅"  # the most frequent error (5 deletions) is drawn on top
-    assert "+  →  -" in labels and "a  →  b" in labels
-    empty = plots.plot_token_confusions(["a"], ["a"])
-    assert empty.axes[0].texts[0].get_text() == "no errors"
-
-
-def test_hard_cases_without_rendering(tmp_path):
-    images = [torch.ones(1, 32, 96), Image.new("L", (96, 32), 255)]
-    fig = plots.plot_hard_cases(images, REFS[:2], [PREDS[0], ""], render=False, path=tmp_path / "hard.png")
-    assert len(fig.axes) == 6
-    assert fig.axes[1].get_title(loc="left") == "reference: a + b"
-    assert fig.axes[5].texts[0].get_text() == "(empty prediction)"
-    assert (tmp_path / "hard.png").exists()
-
-
-def test_attention_overlay(tmp_path):
-    image = torch.ones(1, 32, 128)
-    attention = torch.rand(4, 2, 8)
-    fig = plots.plot_attention(image, ["a", "+", "b", "</s>"], attention, ncols=2, path=tmp_path / "att.png")
-    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titled == ["0: a", "1: +", "2: b", "3: </s>"]
-    overlay = fig.axes[0].images[1]
-    assert overlay.get_extent() == [0, 128, 32, 0]  # the map covers the whole image
-    # an unpadded 40 x 100 image: the model padded it to 48 x 112, a 3 x 7 grid of 16-pixel cells
-    fig = plots.plot_attention(torch.ones(1, 40, 100), ["a"], torch.rand(1, 3, 7))
-    assert fig.axes[0].images[1].get_extent() == [0, 112, 48, 0]
-    assert tuple(fig.axes[0].get_xlim()) == (0, 100) and tuple(fig.axes[0].get_ylim()) == (40, 0)
-    fig = plots.plot_attention(torch.ones(1, 40, 100), ["a"], torch.rand(1, 5, 5))  # not a stride-16 grid
-    assert fig.axes[0].images[1].get_extent() == [0, 100, 40, 0]
-    with pytest.raises(I2LError, match="shape"):
-        plots.plot_attention(image, ["a"], torch.rand(2, 8))
-
-
-def test_greedy_vs_beam(tmp_path):
-    results = {"greedy": {"bleu": 0.5, "edit_accuracy": 0.6, "exact_match": 0.1},
-               "beam 3": {"bleu": 0.55, "edit_accuracy": 0.65, "exact_match": 0.12}}
-    fig = plots.plot_greedy_vs_beam(results, path=tmp_path / "gb.png")
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights == [0.5, 0.6, 0.1, 0.55, 0.65, 0.12]
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["greedy", "beam 3"]
 
 
 def test_to_array():
     assert plots.to_array(torch.zeros(1, 4, 5)).shape == (4, 5)
     assert plots.to_array(Image.new("RGB", (5, 4), (255, 255, 255))).max() == pytest.approx(1.0)
     assert plots.to_array(np.full((4, 5), 255, dtype=np.uint8)).max() == pytest.approx(1.0)
+
+
+def test_save_creates_folders_only_when_given_a_path(tmp_path):
+    fig, _ = plt.subplots()
+    assert plots.save(fig, None) is fig
+    out = tmp_path / "a" / "b" / "fig.png"
+    assert plots.save(fig, out) is fig and out.stat().st_size > 0
+    plt.close(fig)

@@ -14,10 +14,8 @@ from i2l.preprocess import (
     PAGE_GLYPH_HEIGHT,
     component_boxes,
     glyph_height,
-    load_image,
     prepare,
     preprocess,
-    to_batch,
     to_grayscale,
 )
 
@@ -130,22 +128,7 @@ def test_component_boxes_8_connected() -> None:
     assert len(component_boxes(np.zeros((3, 3), bool))) == 0
 
 
-def test_to_batch_pads_white_to_the_stride() -> None:
-    images = [Image.new("L", (40, 20), 0), Image.new("L", (70, 33), 0)]
-    batch, sizes = to_batch(images)
-    assert batch.shape == (2, 1, 48, 80)
-    assert sizes.tolist() == [[20, 40], [33, 70]]
-    assert batch[0, 0, :20, :40].max() == 0 and batch[0, 0, 20:].min() == 1 and batch[0, 0, :, 40:].min() == 1
-
-
 # ----------------------------------------------------------------------------- bad input
-def test_empty_file(tmp_path) -> None:
-    path = tmp_path / "empty.png"
-    path.write_bytes(b"")
-    with pytest.raises(I2LError, match="empty"):
-        load_image(path)
-
-
 def test_text_named_png(tmp_path) -> None:
     path = tmp_path / "notes.png"
     path.write_text("this is not an image\n")
@@ -178,11 +161,6 @@ def test_huge_image_is_refused_before_decoding() -> None:
 def test_blank_images(img: Image.Image) -> None:
     with pytest.raises(I2LError, match="no ink found"):
         preprocess(png_bytes(img))
-
-
-def test_unsupported_source() -> None:
-    with pytest.raises(I2LError, match="cannot read an image"):
-        load_image(12)  # type: ignore[arg-type]
 
 
 def test_jpeg_screenshot(page: Image.Image) -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from i2l.data import render
-from i2l.data.im2latex import BUCKETS, read_formulas
+from i2l.data.im2latex import read_formulas
 from i2l.data.render import (
     braces_balanced,
     precheck,
@@ -17,6 +17,7 @@ from i2l.data.render import (
     to_mathtext,
 )
 from i2l.errors import I2LError
+from i2l.images import BUCKETS
 
 needs_latex = pytest.mark.skipif(not render.latex_available(), reason="pdflatex and gs are not installed")
 PROCESSED_SIZES = {(w // 2, h // 2) for w, h in BUCKETS}

@@ -1,14 +1,14 @@
 """Dataset, collate, a bucketing batch sampler and the LightningDataModule for the processed (or raw) layout.
 
 An image tensor is float32 ``(1, H, W)`` with values pixel/255: 1.0 is the white background, ink is dark.
-Batches are padded with white to a multiple of 16 and grouped by image size so that padding stays small.
+Batches are padded with white to a multiple of 16 (:func:`i2l.images.pad_images`) and grouped by image size
+so that padding stays small.
 Everything here is importable and picklable, so DataLoader worker processes can use it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -22,12 +22,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from i2l.config import Config
-from i2l.data.im2latex import LoadReport, Sample, find_layout, load_image, load_split_report, read_formulas
+from i2l.data.im2latex import LoadReport, Sample, find_layout, load_split_report, read_formulas, sample_image
 from i2l.errors import I2LError
+from i2l.images import pad_images, padded_side
 from i2l.tokenizer import Vocab
 
 log = logging.getLogger(__name__)
-PAD_MULTIPLE = 16  # batches are padded to a multiple of this (the CNN's total stride)
 
 
 # ============================================================================ transforms
@@ -88,7 +88,7 @@ class Im2LatexDataset(Dataset):
             i = (idx + attempt) % len(self.samples)
             sample = self.samples[i]
             try:
-                img = load_image(sample)
+                img = sample_image(sample)
             except I2LError as exc:
                 if sample.name not in self.bad_images:
                     self.bad_images.add(sample.name)
@@ -110,7 +110,7 @@ class Im2LatexDataset(Dataset):
             for s in self.samples:
                 try:
                     if s.layout == "raw":
-                        w, h = load_image(s).size
+                        w, h = sample_image(s).size
                     else:
                         with Image.open(s.image_path) as img:
                             w, h = img.size
@@ -142,21 +142,6 @@ class Im2LatexDataset(Dataset):
 
 
 # ============================================================================ batches
-def padded_side(n: int) -> int:
-    """``n`` rounded up to a multiple of :data:`PAD_MULTIPLE`."""
-    return math.ceil(n / PAD_MULTIPLE) * PAD_MULTIPLE
-
-
-def pad_images(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """White-pad (1, h, w) images into one batch (B, 1, H, W), H and W multiples of 16; sizes (B, 2) = (h, w)."""
-    heights = [im.shape[-2] for im in images]
-    widths = [im.shape[-1] for im in images]
-    batch = torch.ones(len(images), 1, padded_side(max(heights)), padded_side(max(widths)))  # white
-    for k, im in enumerate(images):
-        batch[k, :, : heights[k], : widths[k]] = im
-    return batch, torch.tensor(list(zip(heights, widths)), dtype=torch.long)
-
-
 def collate(batch: list[dict], pad_id: int = Vocab.pad_id) -> dict:
     """Stack samples: white-padded ``images`` (B,1,H,W) (H, W multiples of 16), PAD-padded ``tokens`` (B,T).
 
@@ -349,5 +334,5 @@ class Im2LatexDataModule(L.LightningDataModule):
 
 __all__ = [
     "Im2LatexDataset", "Im2LatexDataModule", "BucketBatchSampler", "collate", "eval_transform",
-    "train_transform", "RandomScale", "padding_fraction", "PAD_MULTIPLE", "pad_images", "padded_side",
+    "train_transform", "RandomScale", "padding_fraction",
 ]

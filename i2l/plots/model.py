@@ -1,4 +1,4 @@
-"""Figures for notebook 03 (the model): feature maps through the encoder, positional encodings, parameters.
+"""Figures of the network (notebook 03): feature maps through the encoder, positional encodings, parameters.
 
 Every function returns a matplotlib figure and saves it when given ``path`` (see :func:`i2l.plots.save`).
 

@@ -1,8 +1,5 @@
-"""Figures for the notebooks and the README; every function returns a matplotlib figure and saves it when given
-``path`` (parent folders are created).
+"""Figures of a model's predictions against the references (notebook 05, error analysis).
 
-- :func:`plot_training_curves`: loss, BLEU, edit accuracy, exact match and learning rate from Lightning's
-  ``metrics.csv`` (columns that were not logged are skipped).
 - :func:`plot_metrics_by_length`: the standard metrics against formula length.
 - :func:`plot_token_confusions`: the most frequent token substitutions, deletions and insertions.
 - :func:`plot_hard_cases`: input image, reference and prediction rendered, for the worst predictions.
@@ -23,6 +20,7 @@ from matplotlib.figure import Figure
 
 from i2l.errors import I2LError
 from i2l.metrics import TokensLike, as_tokens, metrics_by_length, token_confusions
+from i2l.plots import save, to_array
 
 METRIC_LABELS = {
     "bleu": "BLEU-4",
@@ -32,80 +30,6 @@ METRIC_LABELS = {
 }
 
 
-def save(fig: Figure, path: str | Path | None) -> Figure:
-    """Save ``fig`` to ``path`` (creating folders) when a path is given; return the figure."""
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=150)
-    return fig
-
-
-def to_array(image: Any) -> np.ndarray:
-    """A 2-D float array in [0, 1] (1 = white) from a PIL image, a (1, H, W) / (H, W) tensor or an array."""
-    if image is None:
-        raise I2LError("no image to show: pass a PIL image, a (1, H, W) tensor or an (H, W) array")
-    if hasattr(image, "convert"):  # PIL
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    if hasattr(image, "detach"):  # torch
-        image = image.detach().float().cpu().numpy()
-    arr = np.asarray(image, dtype=np.float32)
-    while arr.ndim > 2:
-        arr = arr[0]
-    if arr.max() > 1.0:
-        arr = arr / 255.0
-    return arr
-
-
-# ----------------------------------------------------------------------------- training curves
-def read_metrics_csv(path: str | Path):
-    """Lightning's CSVLogger file as a pandas DataFrame (rows are sparse: one row per logging call)."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise I2LError(f"{path} not found: train a model first (notebook 04 or `i2l train`), which writes it")
-    return pd.read_csv(path)
-
-
-def _series(df, column: str):
-    """(x, y) of the non-empty values of ``column`` against ``step`` (or ``epoch``, or the row number)."""
-    rows = df[df[column].notna()]
-    xcol = "step" if "step" in df else ("epoch" if "epoch" in df else None)
-    x = rows[xcol].to_numpy() if xcol else np.arange(len(rows))
-    return x, rows[column].to_numpy(dtype=float)
-
-
-def plot_training_curves(metrics_csv: str | Path, path: str | Path | None = None) -> Figure:
-    """Loss, BLEU, edit accuracy, exact match and learning rate against the training step."""
-    df = read_metrics_csv(metrics_csv)
-    panels = [
-        ("loss", [c for c in ("train_loss_step", "train_loss", "train_loss_epoch", "val_loss") if c in df]),
-        ("BLEU-4", [c for c in df if c.startswith("val_bleu") or c.startswith("val_seed_bleu")]),
-        ("edit accuracy", [c for c in df if c.startswith("val_edit")]),
-        ("exact match", [c for c in df if c.startswith("val_exact")]),
-        ("learning rate", [c for c in df if c.startswith("lr")]),
-    ]
-    panels = [(title, cols) for title, cols in panels if cols]
-    if not panels:
-        raise I2LError(f"{metrics_csv} holds none of the expected columns (train_loss, val_loss, val_bleu, lr-*); "
-                       f"it has {list(df.columns)}")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, (title, cols) in zip(axes[0], panels):
-        for col in cols:
-            x, y = _series(df, col)
-            style = "-" if len(x) > 20 else "o-"
-            ax.plot(x, y, style, label=col, markersize=3)
-        ax.set_title(title)
-        ax.set_xlabel("step" if "step" in df else "epoch")
-        if title == "loss" and (df[cols].dropna(how="all") > 0).all().all():
-            ax.set_yscale("log")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save(fig, path)
-
-
-# ----------------------------------------------------------------------------- error analysis
 def plot_metrics_by_length(
     references: Sequence[TokensLike], predictions: Sequence[TokensLike], bins: Sequence[int] = (0, 20, 40, 60, 80, 100, 150),
     path: str | Path | None = None,
@@ -253,3 +177,7 @@ def plot_greedy_vs_beam(results: Mapping[str, Mapping[str, float]], path: str | 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
+
+
+__all__ = ["METRIC_LABELS", "plot_metrics_by_length", "plot_token_confusions", "plot_hard_cases", "plot_attention",
+           "plot_greedy_vs_beam"]

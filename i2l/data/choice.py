@@ -1,0 +1,62 @@
+"""Which dataset a notebook explores: the full Im2Latex-100K, the official sample or the synthetic set.
+
+- :func:`choose_data`: the full dataset in ``data/im2latex`` if downloaded, else the real sample in
+  ``../shared`` (:data:`SHARED_SAMPLE`), else the synthetic set (generated if needed); a :class:`DataChoice`
+  says which.
+
+Not to be confused with :func:`i2l.train.find_data`, the dataset folder a config trains on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from i2l.config import Config, project_root
+from i2l.data.im2latex import find_layout
+from i2l.errors import I2LError
+
+SHARED_SAMPLE = project_root().parent / "shared" / "data" / "im2latex" / "sample" / "processed"
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """The dataset a notebook explores: its folder, ``kind`` ('full', 'sample' or 'synthetic') and a sentence."""
+
+    root: Path
+    kind: str
+    description: str
+
+    def figure_path(self, name: str) -> Path | None:
+        """``figures/<name>`` for the README; None for the team's sample (its formulas stay out of the repo)."""
+        return None if self.kind == "sample" else project_root() / "figures" / name
+
+
+def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | Path | None = None) -> DataChoice:
+    """Which dataset a notebook explores: full, sample or synthetic.
+
+    The full Im2Latex-100K if downloaded to ``full``, else the real sample (``sample``, by default
+    :data:`SHARED_SAMPLE`), else the synthetic set (generated when missing).
+    """
+    full_path = cfg.resolve(full)
+    try:
+        find_layout(full_path)
+        return DataChoice(full_path, "full", f"the full Im2Latex-100K dataset in {full_path}")
+    except I2LError:
+        pass
+    sample_path = Path(sample) if sample is not None else SHARED_SAMPLE
+    if (sample_path / "formulas.norm.lst").is_file():
+        return DataChoice(sample_path, "sample", f"the official Im2Latex-100K sample (train + validate) in "
+                                                 f"{sample_path}; download the full set with `i2l data download`")
+    try:
+        from i2l.data.synth import ensure_dataset
+    except ImportError as exc:
+        raise I2LError("no dataset found: download Im2Latex-100K with `i2l data download --dest data/im2latex` "
+                       "(the synthetic generator is not available in this version)") from exc
+    synth_cfg = cfg if Path(cfg.data_dir).name.startswith("synth") else cfg.replace(data_dir="data/synth")
+    root = ensure_dataset(synth_cfg)
+    return DataChoice(Path(root), "synthetic", f"the synthetic dataset in {root} (rendered formulas, not real "
+                                               "arXiv data); download the real one with `i2l data download`")
+
+
+__all__ = ["DataChoice", "choose_data", "SHARED_SAMPLE"]
