@@ -22,7 +22,7 @@ Two backends:
 The page is then binarized like the official pipeline (the official pages were black ink on a transparent
 background, converted to grayscale with the alpha ignored, so every touched pixel is black), cropped to
 the ink, padded 8 px, padded to the smallest bucket and downsampled x2 with LANCZOS:
-:func:`i2l.data.im2latex.process_page`.
+:func:`i2l.images.process_page`.
 
 Fidelity note: the dataset's pages were evidently made without ``amsmath``: their sums and integrals use the
 fixed 10pt ``cmex10`` (``amsmath``/``amsfonts`` make cmex scale with the 12pt size) and their ``\\big``,
@@ -50,8 +50,8 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from i2l.data.im2latex import process_page
 from i2l.errors import I2LError
+from i2l.images import process_page
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,9 @@ def page_to_image(page: np.ndarray) -> Image.Image | None:
 
 
 # ============================================================================ latex backend
-def _document(formulas: list[str], short: bool = True) -> str:
-    parts = [PREAMBLE.replace("\\begin{document}", SHORT_PAGE + "\\begin{document}") if short else PREAMBLE]
+def _document(formulas: list[str], short: bool = True, font_size: int = 12) -> str:
+    preamble = PREAMBLE.replace("[12pt]", f"[{font_size}pt]")
+    parts = [preamble.replace("\\begin{document}", SHORT_PAGE + "\\begin{document}") if short else preamble]
     for k, formula in enumerate(formulas):
         formula = formula.replace("\r", " ").replace("\n", " ")  # a ^^M would end the line: TeX drops the rest
         parts.append(f"\\typeout{{I2LBEGIN {k}}}\n\\begin{{displaymath}}\n{formula}\n\\end{{displaymath}}\n"
@@ -238,10 +239,10 @@ def _read_pgm(stream: IO[bytes]) -> np.ndarray | None:
     return np.frombuffer(data, np.uint8).reshape(height, width)
 
 
-def _run_latex(formulas: list[str], workdir: Path, timeout: float, short: bool = True
+def _run_latex(formulas: list[str], workdir: Path, timeout: float, short: bool = True, font_size: int = 12
                ) -> tuple[dict, dict, set, Path | None]:
     tex = workdir / "batch.tex"
-    tex.write_text(_document(formulas, short), encoding="utf-8")
+    tex.write_text(_document(formulas, short, font_size), encoding="utf-8")
     try:
         subprocess.run(["pdflatex", "-interaction=nonstopmode", "-no-shell-escape", tex.name], cwd=workdir,
                        capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -281,9 +282,11 @@ def _rasterize(pdf: Path, wanted: dict[int, int], timeout: float) -> dict[int, I
     return out
 
 
-def render_latex_batch(formulas: list[str], timeout: float = 120.0) -> tuple[list[Image.Image | None],
-                                                                             dict[int, str]]:
-    """Render one batch with one pdflatex and one gs run per pass; (images, {index: reason} for failures)."""
+def render_latex_batch(formulas: list[str], timeout: float = 120.0, font_size: int = 12
+                       ) -> tuple[list[Image.Image | None], dict[int, str]]:
+    """Render one batch with one pdflatex and one gs run per pass; (images, {index: reason} for failures).
+
+    ``font_size``: the article class's size in pt (10, 11 or 12; the dataset's is 12)."""
     images: list[Image.Image | None] = [None] * len(formulas)
     errors: dict[int, str] = {}
     todo = []
@@ -298,7 +301,7 @@ def render_latex_batch(formulas: list[str], timeout: float = 120.0) -> tuple[lis
         workdir = Path(tmp)
         short = True
         while todo:
-            pages, errs, begun, pdf = _run_latex([formulas[k] for k in todo], workdir, timeout, short)
+            pages, errs, begun, pdf = _run_latex([formulas[k] for k in todo], workdir, timeout, short, font_size)
             first = min(errs) if errs else len(todo)
             if pdf is not None:
                 for j, img in _rasterize(pdf, pages, timeout).items():
@@ -419,14 +422,19 @@ def default_workers() -> int:
 
 
 def render_formulas(formulas: list[str], backend: str = "auto", workers: int | None = None,
-                    progress: bool | None = None, batch_size: int | None = None) -> RenderResult:
+                    progress: bool | None = None, batch_size: int | None = None, font_size: int = 12) -> RenderResult:
     """Render ``formulas`` into processed images like the dataset's; failures are reported, never raised.
 
     ``workers`` parallel pdflatex+gs pipelines (default: the CPU count), ``batch_size`` formulas per LaTeX
-    document, a progress bar when ``progress`` (default: for 200 formulas or more).
+    document, a progress bar when ``progress`` (default: for 200 formulas or more); ``font_size`` in pt
+    (10, 11 or 12, the dataset's; the latex backend only).
     """
     formulas = list(formulas)
     backend = resolve_backend(backend)
+    if font_size not in (10, 11, 12):
+        raise I2LError(f"font_size must be 10, 11 or 12 (the article class's sizes), got {font_size}")
+    if font_size != 12 and backend != "latex":
+        raise I2LError(f"font_size {font_size} needs the latex backend (pdflatex); mathtext renders one size")
     n = len(formulas)
     images: list[Image.Image | None] = [None] * n
     errors: dict[int, str] = {}
@@ -444,7 +452,8 @@ def render_formulas(formulas: list[str], backend: str = "auto", workers: int | N
             size = batch_size or max(4, -(-n // n_batches))
             starts = list(range(0, n, size))
             with ThreadPoolExecutor(max_workers=workers) as pool:  # the work happens in pdflatex/gs processes
-                futures = {pool.submit(render_latex_batch, formulas[s:s + size]): s for s in starts}
+                futures = {pool.submit(render_latex_batch, formulas[s:s + size], font_size=font_size): s
+                           for s in starts}
                 for future in as_completed(futures):
                     s = futures[future]
                     batch_images, batch_errors = future.result()
