@@ -10,13 +10,13 @@ import argparse
 import json
 import sys
 
-from i2l.config import PRESETS
+from i2l.config import MAX_BEAM, PRESETS, SPLITS
 from i2l.errors import I2LError
 
 
 # ----------------------------------------------------------------------------- handlers
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from i2l.data.im2latex import download
+    from i2l.data.download import download
 
     path = download(variant=args.variant, dest=args.dest)
     print(f"dataset ready in {path}")
@@ -72,7 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from i2l.evaluate import evaluate
 
     evaluate(args.checkpoint, data_dir=args.data, split=args.split, beam_size=args.beam, limit=args.limit,
-             out_dir=args.out, batch_size=args.batch_size, render=args.render)
+             out_dir=args.out, batch_size=args.batch_size, render=args.render, as_is=args.as_is)
     return 0
 
 
@@ -120,72 +120,78 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="download, generate or describe datasets")
     dsub = data.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("download", help="download Im2Latex-100K")
-    d.add_argument("--variant", choices=["processed", "raw"], default="processed")
-    d.add_argument("--dest", default="data/im2latex")
+    d.add_argument("--variant", choices=["processed", "raw"], default="processed",
+                   help="processed: cropped, downsampled images (what models train on); raw: full pdflatex pages")
+    d.add_argument("--dest", default="data/im2latex", help="folder to download and extract into (resumable)")
     d.set_defaults(func=cmd_data_download)
     d = dsub.add_parser("stats", help="counts and sizes of a dataset folder")
-    d.add_argument("path")
+    d.add_argument("path", help="a dataset folder (processed or raw layout)")
     d.set_defaults(func=cmd_data_stats)
     d = dsub.add_parser("synth", help="render a synthetic dataset in the processed layout")
     d.add_argument("--n", type=int, default=4000, help="number of formulas to generate")
-    d.add_argument("--out", default="data/synth")
+    d.add_argument("--out", default="data/synth", help="folder of the new dataset (processed layout)")
     d.add_argument("--formulas", default=None, help="render this formula list (one per line) instead")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=int, default=0, help="random seed of the generator: the same seed, the same formulas")
     d.add_argument("--level", choices=["full", "basic"], default="full",
                    help="full: Im2Latex-like formulas; basic: short formulas of common, visible symbols")
     d.add_argument("--max-len", type=int, default=None, help="at most this many tokens per generated formula")
-    d.add_argument("--backend", choices=["auto", "latex", "mathtext"], default="auto")
-    d.add_argument("--workers", type=int, default=None)
-    d.add_argument("--overwrite", action="store_true")
+    d.add_argument("--backend", choices=["auto", "latex", "mathtext"], default="auto",
+                   help="renderer: pdflatex like the real dataset, matplotlib's mathtext, or auto (latex when installed)")
+    d.add_argument("--workers", type=int, default=None, help="parallel render processes (default: the free cores)")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     d.set_defaults(func=cmd_data_synth)
 
     t = sub.add_parser("train", help="train a model")
-    t.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    t.add_argument("--data", dest="data_dir", default=None)
+    t.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="named configuration (i2l.config.PRESETS)")
+    t.add_argument("--data", dest="data_dir", default=None, help="dataset folder (default: the preset's)")
     t.add_argument("--resume", action="store_true", help="continue from last.ckpt of the same run")
-    t.add_argument("--max-epochs", type=int, default=None)
-    t.add_argument("--max-time-minutes", type=float, default=None)
-    t.add_argument("--devices", default=None)
-    t.add_argument("--num-nodes", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--num-workers", type=int, default=None)
-    t.add_argument("--lr", type=float, default=None)
-    t.add_argument("--precision", default=None)
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--out-dir", default=None)
-    t.add_argument("--run-name", default=None)
-    t.add_argument("--compile", action="store_true")
+    t.add_argument("--max-epochs", type=int, default=None, help="stop after this many epochs")
+    t.add_argument("--max-time-minutes", type=float, default=None,
+                   help="time budget: training stops (and the cosine schedule ends) when it runs out")
+    t.add_argument("--devices", default=None, help="number of devices (GPUs) or 'auto'; more than one trains with DDP")
+    t.add_argument("--num-nodes", type=int, default=None, help="machines for multi-node DDP")
+    t.add_argument("--batch-size", type=int, default=None, help="images per batch and device")
+    t.add_argument("--num-workers", type=int, default=None, help="data loader processes")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    t.add_argument("--precision", default=None, help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
+    t.add_argument("--seed", type=int, default=None, help="random seed of the run")
+    t.add_argument("--out-dir", default=None, help="folder of the runs (default: runs/)")
+    t.add_argument("--run-name", default=None, help="name of the run folder (default: the preset's name)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the model before training")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--split", choices=["train", "validate", "test"], default="test")
-    e.add_argument("--beam", type=int, default=1)
-    e.add_argument("--limit", type=int, default=None)
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or a weights file (.pt)")
+    e.add_argument("--data", required=True, help="dataset folder (processed or raw layout)")
+    e.add_argument("--split", choices=list(SPLITS), default="test", help="which split to read")
+    e.add_argument("--beam", type=int, default=1, help=f"beam width, 1 (greedy) to {MAX_BEAM}")
+    e.add_argument("--limit", type=int, default=None, help="only the first N samples")
+    e.add_argument("--batch-size", type=int, default=32, help="images decoded together")
     e.add_argument("--out", default=None, help="folder for predictions.tsv and metrics.json")
     e.add_argument("--render", action="store_true", help="also compare rendered images (needs pdflatex)")
+    e.add_argument("--as-is", action="store_true",
+                   help="read the dataset's images as the training loader does, not through the Predictor's "
+                        "preprocessing as a user's files are (to compare the two)")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="transcribe images")
-    pr.add_argument("images", nargs="+")
-    pr.add_argument("--checkpoint", required=True)
-    pr.add_argument("--beam", type=int, default=1)
-    pr.add_argument("--max-len", type=int, default=None)
-    pr.add_argument("--device", default="auto")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) of formulas")
+    pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or a weights file (.pt)")
+    pr.add_argument("--beam", type=int, default=1, help=f"beam width, 1 (greedy) to {MAX_BEAM}")
+    pr.add_argument("--max-len", type=int, default=None, help="at most this many tokens (default: the model's)")
+    pr.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
+    pr.add_argument("--json", action="store_true", help="one JSON object per image: tokens, scores, candidates")
     pr.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("serve", help="serve the web API and page")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--max-upload-mb", type=float, default=5.0)
+    s.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or a weights file (.pt)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
+    s.add_argument("--max-upload-mb", type=float, default=5.0, help="refuse uploads larger than this")
     s.set_defaults(func=cmd_serve)
 
     dm = sub.add_parser("demo", help="synthetic data, a few CPU minutes of training, evaluation, transcriptions")
-    dm.add_argument("--minutes", type=float, default=None)
+    dm.add_argument("--minutes", type=float, default=None, help="training minutes (default: the cpu preset's)")
     dm.add_argument("--n", type=int, default=None, help="synthetic formulas to generate")
     dm.set_defaults(func=cmd_demo)
     return p

@@ -44,6 +44,11 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+#: The dataset's split names, in the order of the official lists (Im2Latex-100K and the synthetic sets).
+SPLITS = ("train", "validate", "test")
+#: The widest beam any door accepts (CLI, web API, widgets): wider beams cost time and rarely read better.
+MAX_BEAM = 10
+
 @dataclass(frozen=True)
 class Config:
     """Everything a run needs; field groups: data, model, optimisation, trainer, decoding."""
@@ -53,7 +58,7 @@ class Config:
     # --- data ---
     data_dir: str = "data/synth"  # relative paths are resolved against project_root()
     synth_size: int = 4000  # formulas generated when data_dir is the synthetic set and missing
-    synth_level: str = "full"  # generator level of that set: "full" (Im2Latex-like) or "basic" (i2l.data.synth)
+    synth_level: str = "full"  # generator level of that set: "full" (Im2Latex-like) or "basic" (i2l.data.grammar)
     max_len: int = 150  # maximum formula length in tokens (without start/end)
     min_freq: int = 2  # vocabulary: minimum token frequency in the training formulas
     batch_size: int = 16
@@ -274,4 +279,4 @@ def get_config(preset: str | None = None, **overrides: Any) -> Config:
     return PRESETS[preset].replace(**overrides)
 
 
-__all__ = ["Config", "PRESETS", "get_config", "smoke_mode", "project_root", "SMOKE_ENV"]
+__all__ = ["Config", "PRESETS", "SPLITS", "MAX_BEAM", "get_config", "smoke_mode", "project_root", "SMOKE_ENV"]

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from i2l.errors import I2LError
 from i2l.model import Im2LatexModel, check_images
+from i2l.tokenizer import SpecialIds, Vocab
 
 
 @dataclass
@@ -69,16 +70,14 @@ def _check_lengths(max_len: int, min_len: int) -> None:
         raise I2LError(f"min_len must lie in [0, max_len={max_len}], got {min_len}")
 
 
-def _logit_bias(
-    model: Im2LatexModel, device: torch.device, bos_id: int, eos_id: int, pad_id: int | None
-) -> tuple[Tensor, Tensor]:
+def _logit_bias(model: Im2LatexModel, device: torch.device, special: SpecialIds) -> tuple[Tensor, Tensor]:
     """Additive logit masks (V,): start/padding forbidden, and the same with the end token forbidden too."""
     bias = torch.zeros(model.vocab_size, device=device)
-    bias[bos_id] = float("-inf")
-    if pad_id is not None and pad_id != eos_id:
-        bias[pad_id] = float("-inf")
+    bias[special.bos] = float("-inf")
+    if special.pad != special.eos:
+        bias[special.pad] = float("-inf")
     no_end = bias.clone()
-    no_end[eos_id] = float("-inf")
+    no_end[special.eos] = float("-inf")
     return bias, no_end
 
 
@@ -102,9 +101,7 @@ def _generate(
     images: Tensor,
     sizes: Tensor | None,
     max_len: int,
-    bos_id: int,
-    eos_id: int,
-    pad_id: int | None,
+    special: SpecialIds,
     min_len: int,
     temperature: float | None,
     generator: torch.Generator | None,
@@ -117,9 +114,9 @@ def _generate(
     memory, memory_mask = model.encode(images, sizes)  # (B, S, d), (B, S)
     B = memory.shape[0]
     state = model.init_state(memory, memory_mask, capacity=max_len)
-    bias = _logit_bias(model, memory.device, bos_id, eos_id, pad_id)
+    bias = _logit_bias(model, memory.device, special)
     rows = torch.arange(B, device=memory.device)  # (N,) original index of each active row
-    tokens = torch.full((B,), bos_id, dtype=torch.long, device=memory.device)  # (N,)
+    tokens = torch.full((B,), special.bos, dtype=torch.long, device=memory.device)  # (N,)
     history: list[tuple[Tensor, Tensor, Tensor | None]] = []  # per step: rows, tokens, log-probs (N,) each
     for step in range(max_len):
         logits, state = model.decode_step(tokens, state)  # (N, V)
@@ -134,7 +131,7 @@ def _generate(
                 probs = _log_probs(logits, step, bias, min_len, temperature).exp()
                 tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
             history.append((rows, tokens, logp.gather(1, tokens[:, None])[:, 0]))
-        ended = tokens == eos_id  # (N,)
+        ended = tokens == special.eos  # (N,)
         if bool(ended.any()):
             keep = (~ended).nonzero()[:, 0]  # (N',)
             if keep.numel() == 0:
@@ -147,7 +144,7 @@ def _generate(
         all_rows = torch.cat([h[0] for h in history]).tolist()
         all_tokens = torch.cat([h[1] for h in history]).tolist()
         for r, t in zip(all_rows, all_tokens):  # in step order
-            if t != eos_id:
+            if t != special.eos:
                 out_tokens[r].append(t)
         if history[0][2] is not None:
             for r, lp in zip(all_rows, torch.cat([h[2] for h in history]).tolist()):
@@ -160,15 +157,13 @@ def greedy_decode(
     images: Tensor,
     sizes: Tensor | None = None,
     max_len: int = 150,
-    bos_id: int = 1,
-    eos_id: int = 2,
     *,
-    pad_id: int | None = 0,
+    special: SpecialIds = Vocab.special,
     min_len: int = 0,
 ) -> list[list[int]]:
     """Batched greedy decoding with the key/value cache -> token ids per image (no start/end token)."""
     with _eval_mode(model):
-        return _generate(model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, None, None, False)[0]
+        return _generate(model, images, sizes, max_len, special, min_len, None, None, False)[0]
 
 
 def sample_decode(
@@ -176,11 +171,9 @@ def sample_decode(
     images: Tensor,
     sizes: Tensor | None = None,
     max_len: int = 150,
-    bos_id: int = 1,
-    eos_id: int = 2,
     temperature: float = 1.0,
     *,
-    pad_id: int | None = 0,
+    special: SpecialIds = Vocab.special,
     min_len: int = 0,
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
@@ -189,7 +182,7 @@ def sample_decode(
         raise I2LError(f"temperature must be > 0 (use greedy_decode for temperature 0), got {temperature}")
     with _eval_mode(model):
         return _generate(
-            model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, temperature, generator
+            model, images, sizes, max_len, special, min_len, temperature, generator
         )[0]
 
 
@@ -198,10 +191,8 @@ def greedy_decode_uncached(
     images: Tensor,
     sizes: Tensor | None = None,
     max_len: int = 150,
-    bos_id: int = 1,
-    eos_id: int = 2,
     *,
-    pad_id: int | None = 0,
+    special: SpecialIds = Vocab.special,
     min_len: int = 0,
 ) -> list[list[int]]:
     """Greedy decoding that recomputes the whole decoder over all previous tokens at every step (reference)."""
@@ -210,20 +201,20 @@ def greedy_decode_uncached(
         images, sizes = _prepare(model, images, sizes)
         memory, memory_mask = model.encode(images, sizes)  # (B, S, d), (B, S)
         B = memory.shape[0]
-        tokens = torch.full((B, 1), bos_id, dtype=torch.long, device=memory.device)  # (B, t)
+        tokens = torch.full((B, 1), special.bos, dtype=torch.long, device=memory.device)  # (B, t)
         ended = torch.zeros(B, dtype=torch.bool, device=memory.device)
-        bias = _logit_bias(model, memory.device, bos_id, eos_id, pad_id)
+        bias = _logit_bias(model, memory.device, special)
         for step in range(max_len):
             logits = model.decode_full(memory, memory_mask, tokens)[:, -1]  # (B, V)
             nxt = (logits.float() + bias[int(step < min_len)]).argmax(dim=-1)  # (B,)
-            nxt = torch.where(ended, torch.full_like(nxt, eos_id), nxt)
+            nxt = torch.where(ended, torch.full_like(nxt, special.eos), nxt)
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-            ended = ended | (nxt == eos_id)
+            ended = ended | (nxt == special.eos)
             if bool(ended.all()):
                 break
         result = []
         for row in tokens[:, 1:].tolist():
-            result.append(row[: row.index(eos_id)] if eos_id in row else row)
+            result.append(row[: row.index(special.eos)] if special.eos in row else row)
         return result
 
 
@@ -234,11 +225,9 @@ def beam_search(
     sizes: Tensor | None = None,
     beam_size: int = 5,
     max_len: int = 150,
-    bos_id: int = 1,
-    eos_id: int = 2,
     length_penalty: float = 1.0,
     *,
-    pad_id: int | None = 0,
+    special: SpecialIds = Vocab.special,
     min_len: int = 0,
 ) -> list[list[Hypothesis]]:
     """Batched beam search with the cache -> the ``beam_size`` best hypotheses per image, best first.
@@ -265,9 +254,9 @@ def beam_search(
         hist_logp = torch.zeros(B * k, 0, device=device)  # (n*k, t)
         finished: list[list[Hypothesis]] = [[] for _ in range(B)]
         images_left = list(range(B))  # original index of each active image
-        tokens = torch.full((B * k,), bos_id, dtype=torch.long, device=device)  # (n*k,)
+        tokens = torch.full((B * k,), special.bos, dtype=torch.long, device=device)  # (n*k,)
         arange_k = torch.arange(k, device=device)
-        bias = _logit_bias(model, device, bos_id, eos_id, pad_id)
+        bias = _logit_bias(model, device, special)
         for step in range(max_len):
             length = step + 1
             n = len(images_left)
@@ -278,13 +267,13 @@ def beam_search(
             top_scores, top_idx = cand.topk(min(2 * k, k * V), dim=1)  # (n, 2k)
             top_beam, top_tok = top_idx // V, top_idx % V  # (n, 2k)
             rank = torch.arange(top_idx.shape[1], device=device)[None, :]  # (1, 2k)
-            is_eos = top_tok == eos_id
+            is_eos = top_tok == special.eos
             # finished: end token among the first k, finite score
             fin = is_eos & (rank < k) & torch.isfinite(top_scores)
             if bool(fin.any()):
                 for i, j in fin.nonzero().tolist():
                     row = i * k + int(top_beam[i, j])
-                    lps = hist_logp[row].tolist() + [float(logp[row, eos_id])]
+                    lps = hist_logp[row].tolist() + [float(logp[row, special.eos])]
                     hyp = Hypothesis(
                         hist_tokens[row].tolist(), _normalise(sum(lps), length, length_penalty), lps
                     )
@@ -345,12 +334,10 @@ def decode(
     sizes: Tensor | None = None,
     beam_size: int = 1,
     max_len: int = 150,
-    bos_id: int = 1,
-    eos_id: int = 2,
     length_penalty: float = 1.0,
     temperature: float | None = None,
     *,
-    pad_id: int | None = 0,
+    special: SpecialIds = Vocab.special,
     min_len: int = 0,
     generator: torch.Generator | None = None,
 ) -> list[list[Hypothesis]]:
@@ -367,17 +354,15 @@ def decode(
             sizes,
             beam_size,
             max_len,
-            bos_id,
-            eos_id,
             length_penalty,
-            pad_id=pad_id,
+            special=special,
             min_len=min_len,
         )
     if temperature is not None and temperature <= 0:
         raise I2LError(f"temperature must be > 0 (or None for greedy), got {temperature}")
     with _eval_mode(model):
         tokens, logprobs = _generate(
-            model, images, sizes, max_len, bos_id, eos_id, pad_id, min_len, temperature, generator
+            model, images, sizes, max_len, special, min_len, temperature, generator
         )
     return [
         [Hypothesis(t, _normalise(sum(lp), len(lp), length_penalty), lp)] for t, lp in zip(tokens, logprobs)
@@ -389,8 +374,9 @@ def cross_attention_maps(
     model: Im2LatexModel,
     image: Tensor,
     tokens: Sequence[int] | Tensor,
-    bos_id: int = 1,
     layer: int | str = "last",
+    *,
+    special: SpecialIds = Vocab.special,
 ) -> Tensor:
     """Where the decoder looks while predicting each of ``tokens``: (T, H', W'), averaged over heads.
 
@@ -407,7 +393,7 @@ def cross_attention_maps(
     with _eval_mode(model):
         images, _ = _prepare(model, images, None)
         memory, memory_mask = model.encode(images)  # (1, S, d)
-        inp = torch.tensor([[bos_id] + ids[:-1]], device=memory.device)  # (1, T)
+        inp = torch.tensor([[special.bos] + ids[:-1]], device=memory.device)  # (1, T)
         _, weights = model.decoder(inp, model.init_state(memory, memory_mask), need_weights=True)
         per_layer = torch.stack([w[0].mean(dim=0) for w in weights])  # (L, T, S)
         if layer == "last":

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2l.config import Config
+from i2l.checkpoint import load_checkpoint
+from i2l.config import MAX_BEAM, Config
+from i2l.decoding import cross_attention_maps, decode
 from i2l.errors import I2LError
-from i2l.preprocess import PAGE_GLYPH_HEIGHT, ImageSource, Prepared, load_image, prepare, to_batch
+from i2l.images import ImageSource, load_image, to_batch, to_gray
+from i2l.preprocess import PAGE_GLYPH_HEIGHT, Prepared, prepare
 from i2l.tokenizer import Vocab
-
-MAX_BEAM = 20
 
 
 @dataclass
@@ -100,9 +101,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
-        """Load a checkpoint written by ``i2l train``; config and vocabulary come from it."""
-        from i2l.lit import load_checkpoint
-
+        """Load a training checkpoint or a weights file (:mod:`i2l.checkpoint`); config and vocabulary come from it."""
         model, vocab, cfg = load_checkpoint(path, map_location="cpu")
         return cls(model, vocab, cfg, device=device, **kwargs)
 
@@ -113,12 +112,9 @@ class Predictor:
 
     def _decode(self, images: list[Image.Image], beam: int, max_len: int) -> list[PredictionResult]:
         batch, sizes = to_batch(images)  # (B, 1, H, W), (B, 2)
-        from i2l.decoding import decode
-
         with self.lock, torch.inference_mode():
             hyps = decode(self.model, batch.to(self.device), sizes.to(self.device), beam_size=beam,
-                          max_len=max_len, bos_id=self.vocab.bos_id, eos_id=self.vocab.eos_id,
-                          length_penalty=self.cfg.length_penalty, pad_id=self.vocab.pad_id)
+                          max_len=max_len, length_penalty=self.cfg.length_penalty, special=self.vocab.special)
         results = []
         for per_image in hyps:
             best = per_image[0]
@@ -130,15 +126,32 @@ class Predictor:
                                             token_ids=list(best.tokens)))
         return results
 
+    def _decode_robust(self, images: list[Image.Image], beam: int, max_len: int,
+                       strict: bool) -> list[PredictionResult]:
+        """:meth:`_decode`; with ``strict=False`` a failing batch is decoded image by image, so that one image
+        that cannot be decoded (too large for memory, say) fails alone, with ``error`` set."""
+        try:
+            return self._decode(images, beam, max_len)
+        except (I2LError, RuntimeError) as exc:
+            if strict:
+                raise
+            if len(images) == 1:
+                return [PredictionResult(error=f"decoding failed: {str(exc)[:300]}")]
+        return [r for image in images for r in self._decode_robust([image], beam, max_len, strict)]
+
     # ------------------------------------------------------------------ the entry point
     def predict(self, images: ImageSource | list[ImageSource], beam: int = 1, max_len: int | None = None,
-                strict: bool = True, scales: Sequence[float] | None = None) -> list[PredictionResult]:
+                strict: bool = True, scales: Sequence[float] | None = None,
+                as_is: bool = False) -> list[PredictionResult]:
         """One result per image (paths, bytes, PIL images, arrays); beam > 1 adds the beam's candidates.
 
-        ``strict=False``: an unusable image gives a result with ``error`` set instead of raising I2LError.
+        ``strict=False``: an unusable image gives a result with ``error`` set instead of raising I2LError (its
+        ``image`` is None when the image could not be read, set when it was read but decoding failed).
         ``scales`` (default ``self.scales``, i.e. ``(1.0,)``): read each image also at these multiples of the
         normalised glyph height, e.g. ``(0.85, 1.0, 1.2)``, and keep the most confident reading (best score):
         a remedy for formulas whose glyphs are unusually tall or small, at the cost of one decoding per scale.
+        ``as_is=True``: the images are already processed like the dataset's (e.g. its ``images_processed``):
+        they reach the model as they are, in greyscale, with no cropping or rescaling; for comparisons.
         """
         if _is_single(images):
             images = [images]
@@ -148,7 +161,7 @@ class Predictor:
         max_len = int(max_len or self.cfg.max_len)
         if max_len < 1:
             raise I2LError(f"max_len must be at least 1, got {max_len}")
-        scales = tuple(scales or self.scales)
+        scales = (1.0,) if as_is else tuple(scales or self.scales)
         if not scales or any(not 0.25 <= f <= 4 for f in scales):
             raise I2LError(f"scales must be factors between 0.25 and 4, got {scales}")
         results: list[PredictionResult | None] = [None] * len(images)
@@ -157,7 +170,8 @@ class Predictor:
             try:
                 loaded = load_image(image)
                 for f in scales:
-                    prepared[k, f] = prepare(loaded, page_glyph_height=self.page_glyph_height * f)
+                    prepared[k, f] = (Prepared(to_gray(loaded), None, 1.0, loaded.size) if as_is else
+                                      prepare(loaded, page_glyph_height=self.page_glyph_height * f))
             except I2LError as exc:
                 if strict:
                     raise
@@ -167,12 +181,7 @@ class Predictor:
         order = sorted(prepared, key=lambda key: prepared[key].image.width)  # similar widths share a batch
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            try:
-                decoded = self._decode([prepared[key].image for key in chunk], beam, max_len)
-            except I2LError as exc:
-                if strict:
-                    raise
-                decoded = [PredictionResult(error=str(exc)) for _ in chunk]
+            decoded = self._decode_robust([prepared[key].image for key in chunk], beam, max_len, strict)
             for (k, f), res in zip(chunk, decoded):
                 res.image, res.scale = prepared[k, f].image, prepared[k, f].scale
                 best = results[k]
@@ -186,14 +195,12 @@ class Predictor:
 
     def attention(self, result: PredictionResult) -> torch.Tensor:
         """Cross-attention maps (T, H', W') of the decoder over ``result.image`` for its predicted tokens."""
-        from i2l.decoding import cross_attention_maps
-
         if result.image is None or not result.token_ids:
             raise I2LError("no attention to show: the prediction is empty or failed")
         batch, _ = to_batch([result.image])  # (1, 1, H, W)
         with self.lock, torch.inference_mode():
             return cross_attention_maps(self.model, batch.to(self.device), result.token_ids,
-                                        bos_id=self.vocab.bos_id)
+                                        special=self.vocab.special)
 
 
 __all__ = ["Predictor", "PredictionResult", "Candidate", "pick_device"]

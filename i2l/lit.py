@@ -2,7 +2,7 @@
 
 :class:`LitIm2Latex` wraps :class:`i2l.model.Im2LatexModel`. Its hyper-parameters are two plain
 dictionaries, ``{"config": cfg.to_dict(), "vocab": vocab.to_dict()}``, so that a checkpoint carries
-everything needed to rebuild the model and read its predictions (:func:`load_checkpoint`).
+everything needed to rebuild the model and read its predictions (:func:`i2l.checkpoint.load_checkpoint`).
 
 - Loss: cross-entropy over the next token, padding ignored, optional label smoothing.
 - Optimiser: AdamW (no weight decay on biases and norms).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from i2l.config import Config
 from i2l.errors import I2LError
+from i2l.model import Im2LatexModel
 from i2l.tokenizer import Vocab
 
 VAL_SAMPLES_SHOWN = 3
@@ -84,8 +84,6 @@ class LitIm2Latex(L.LightningModule):
         self.save_hyperparameters({"config": config, "vocab": vocab})
         self.cfg = Config.from_dict(config)
         self.vocab = Vocab.from_dict(vocab)
-        from i2l.model import Im2LatexModel
-
         self.model = Im2LatexModel(self.cfg, len(self.vocab))
         self._compiled: Any = None  # set by compile_model(); kept out of the state dict
         self.schedule_steps: int | None = None  # end of the cosine when a time budget sets it (TimeBudgetSchedule)
@@ -141,7 +139,7 @@ class LitIm2Latex(L.LightningModule):
             sizes = batch.get("sizes")
             ids = greedy_decode(
                 self.model, batch["images"][:k], None if sizes is None else sizes[:k],
-                max_len=self.cfg.max_len + 2, bos_id=self.vocab.bos_id, eos_id=self.vocab.eos_id,
+                max_len=self.cfg.max_len + 2, special=self.vocab.special,
             )
             self._val_preds.extend(self.vocab.decode_str(seq) for seq in ids)
             self._val_refs.extend(batch["formulas"][:k])
@@ -198,56 +196,4 @@ class LitIm2Latex(L.LightningModule):
         return max(1, int(total))
 
 
-# ---------------------------------------------------------------------------------- checkpoints
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """The raw checkpoint dictionary, or an :class:`I2LError` saying why it is not an i2l checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise I2LError(f"checkpoint {path} not found: train one with `i2l train` or pass the path of a .ckpt file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated, not a torch file, ...
-        raise I2LError(
-            f"checkpoint {path} cannot be read ({type(exc).__name__}: {str(exc)[:200]}): the file is corrupt or "
-            "not a PyTorch checkpoint; use another checkpoint (e.g. last.ckpt of the run) or train again"
-        ) from exc
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or "config" not in hp or "vocab" not in hp or "state_dict" not in ckpt:
-        raise I2LError(
-            f"checkpoint {path} is not an i2l checkpoint (it lacks the config, the vocabulary or the weights): "
-            "use a checkpoint written by `i2l train` / i2l.train.fit"
-        )
-    return ckpt
-
-
-def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, Vocab, Config]:
-    """``(model, vocab, cfg)`` from an i2l checkpoint, the model in eval mode; nothing else is needed."""
-    from i2l.model import Im2LatexModel
-
-    ckpt = read_checkpoint(path, map_location)
-    hp = ckpt["hyper_parameters"]
-    try:
-        known = set(Config.__dataclass_fields__)
-        cfg = Config.from_dict({k: v for k, v in hp["config"].items() if k in known})
-        vocab = Vocab.from_dict(hp["vocab"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise I2LError(f"checkpoint {path} has an unreadable config or vocabulary: {exc}") from exc
-    model = Im2LatexModel(cfg, len(vocab))
-    state = {
-        k.removeprefix("model.").replace("_orig_mod.", ""): v
-        for k, v in ckpt["state_dict"].items() if k.startswith("model.")
-    }
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise I2LError(
-            f"checkpoint {path} does not match the model its config describes ({str(exc)[:300]}): "
-            "it was written by another version of i2l; retrain or use a matching version"
-        ) from exc
-    model.eval()
-    return model, vocab, cfg
-
-
-__all__ = ["LitIm2Latex", "cosine_with_warmup", "make_scheduler", "lr_schedule", "load_checkpoint", "read_checkpoint"]
+__all__ = ["LitIm2Latex", "cosine_with_warmup", "make_scheduler", "lr_schedule"]

@@ -25,10 +25,9 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from i2l.config import MAX_BEAM
 from i2l.errors import I2LError
 from i2l.infer import Predictor
-
-MAX_BEAM = 10
 
 
 def page_html() -> str:

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from i2l.errors import I2LError
 
@@ -45,10 +46,19 @@ def _as_tokens(formula: Sequence[str] | str) -> list[str]:
     return tokenize(formula) if isinstance(formula, str) else list(formula)
 
 
+class SpecialIds(NamedTuple):
+    """The ids of the start, end and padding tokens, as decoding needs them (:attr:`Vocab.special`)."""
+
+    bos: int
+    eos: int
+    pad: int
+
+
 class Vocab:
     """Token <-> id mapping; ids 0-3 are ``<pad>``, ``<s>``, ``</s>``, ``<unk>``, then tokens by frequency."""
 
     pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
+    special = SpecialIds(bos=bos_id, eos=eos_id, pad=pad_id)
 
     def __init__(self, tokens: Iterable[str], min_freq: int = 2) -> None:
         self.itos: list[str] = list(SPECIALS)
@@ -174,4 +184,4 @@ def coverage(vocab: Vocab, formulas: Iterable[Sequence[str] | str]) -> dict:
     }
 
 
-__all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIALS", "Vocab", "tokenize", "tokenize_raw", "coverage"]
+__all__ = ["PAD", "BOS", "EOS", "UNK", "SPECIALS", "SpecialIds", "Vocab", "tokenize", "tokenize_raw", "coverage"]

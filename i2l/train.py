@@ -35,9 +35,11 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
+from i2l.checkpoint import checkpoint_parts, load_checkpoint, read_checkpoint
 from i2l.config import Config
 from i2l.errors import I2LError
-from i2l.lit import LitIm2Latex, read_checkpoint
+from i2l.lit import LitIm2Latex
+from i2l.model import Im2LatexModel
 from i2l.tokenizer import Vocab
 
 # Fields that fix the shape of the network: a resumed run must keep them.
@@ -288,8 +290,7 @@ def make_datamodule(cfg: Config, vocab: Vocab | None = None) -> Any:
 
 
 def _check_resume(cfg: Config, last: Path, vocab: Vocab) -> None:
-    ckpt = read_checkpoint(last)
-    old_cfg = ckpt["hyper_parameters"]["config"]
+    old_cfg, old_vocab_dict, state = checkpoint_parts(read_checkpoint(last))
     changed = [f for f in ARCHITECTURE_FIELDS if f in old_cfg and old_cfg[f] != getattr(cfg, f)]
     if changed:
         diff = ", ".join(f"{f}: {old_cfg[f]} -> {getattr(cfg, f)}" for f in changed)
@@ -297,11 +298,8 @@ def _check_resume(cfg: Config, last: Path, vocab: Vocab) -> None:
             f"cannot resume {last}: the model differs from the checkpoint's ({diff}); resume with the same "
             "preset, or start a new run with another --run-name"
         )
-    old_vocab = Vocab.from_dict(ckpt["hyper_parameters"]["vocab"])
+    old_vocab = Vocab.from_dict(old_vocab_dict)
     if old_vocab == vocab:
-        from i2l.model import Im2LatexModel
-
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         result = Im2LatexModel(cfg, len(vocab)).load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise I2LError(
@@ -407,8 +405,36 @@ def fit(
     )
 
 
+def find_checkpoint(cfg: Config, train_if_missing: bool = True) -> Path:
+    """The checkpoint of ``cfg``'s run (``cfg.run_dir/checkpoints/best.ckpt``, else ``last.ckpt``), as notebook
+    04 writes it. When there is none and ``train_if_missing``, it says so and trains ``cfg`` first, with a
+    progress bar (seconds with the smoke preset). In smoke mode a checkpoint that no longer loads (written by an
+    older version of the model) is replaced the same way, and said so."""
+    folder = checkpoint_dir(cfg)
+    found = next((folder / n for n in ("best.ckpt", "last.ckpt") if (folder / n).is_file()), None)
+    if found is not None:
+        if not cfg.smoke:
+            return found
+        try:
+            load_checkpoint(found)
+            return found
+        except I2LError as exc:
+            print(f"{exc}\nThis is the smoke run's checkpoint: training the smoke preset again.")
+    if not train_if_missing:
+        raise I2LError(f"no checkpoint in {folder}: run notebook 04 or `i2l train --preset {cfg.name}` first")
+    if found is None:
+        budget = f", at most {cfg.max_time_minutes:g} minutes" if cfg.max_time_minutes else ""
+        print(f"No checkpoint in {folder}: training the {cfg.name} preset first ({cfg.max_epochs} epochs{budget}).")
+    result = fit(cfg, overwrite=found is not None, progress_bar=True)
+    ckpt = result.best_checkpoint or result.last_checkpoint
+    if ckpt is None:
+        raise I2LError(f"training {cfg.name} wrote no checkpoint in {folder}; see the training log above")
+    print(f"Trained: {ckpt}")
+    return Path(ckpt)
+
+
 __all__ = [
     "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
-    "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
+    "find_checkpoint", "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
     "ResumableCSVLogger",
 ]

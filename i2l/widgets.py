@@ -22,6 +22,7 @@ import ipywidgets as W
 import traitlets
 from PIL import Image, ImageDraw
 
+from i2l.config import MAX_BEAM
 from i2l.errors import I2LError
 from i2l.infer import PredictionResult, Predictor
 
@@ -144,7 +145,7 @@ class InferenceApp:
         self.pad = DrawPad()
         self.clear_button = W.Button(description="Clear drawing", icon="eraser")
         self.source = W.ToggleButtons(options=["upload", "drawing"], value="upload", description="Read")
-        self.beam = W.IntSlider(value=beam, min=1, max=10, description="Beam width")
+        self.beam = W.IntSlider(value=beam, min=1, max=MAX_BEAM, description="Beam width")
         self.predict_button = W.Button(description="Predict", button_style="primary", icon="magic")
         self.status = W.HTML()
         self.preview = W.Image(format="png", layout=W.Layout(max_width="480px"))
@@ -230,11 +231,11 @@ class InferenceApp:
         self.status.value = f"{len(result.tokens)} tokens, score {result.score:.3f}"
 
     def attention_image(self, result: PredictionResult) -> Any:
-        """The attention maps of ``result`` as an IPython PNG image (via :func:`i2l.plots.plot_attention`)."""
+        """The attention maps of ``result`` as an IPython PNG image (via :func:`i2l.plots.evaluation.plot_attention`)."""
         import matplotlib.pyplot as plt
         from IPython.display import Image as IPImage
 
-        from i2l.plots import plot_attention
+        from i2l.plots.evaluation import plot_attention
 
         fig = plot_attention(result.image, result.tokens, self.predictor.attention(result), max_tokens=9)
         buf = io.BytesIO()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_infer import formula_image, make_checkpoint
+from conftest import formula_image, make_checkpoint
 
 from i2l.infer import Predictor
 

@@ -6,13 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import formula_image, make_checkpoint, make_other_vocab_weights
 from PIL import Image
-from test_infer import FORMULAS, formula_image, make_checkpoint
 
 from i2l.cli import main
 from i2l.infer import Predictor
-from i2l.tokenizer import Vocab
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +29,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     Image.new("L", (50, 20), 255).save(d / "white.png")
     for name in ("empty.png", "text.png", "cut.png", "huge.png", "clear.png", "white.png"):
         out[name] = d / name
-    ckpt = torch.load(out["ckpt"], weights_only=False)
-    ckpt["hyper_parameters"]["vocab"] = Vocab.build(FORMULAS + ["\\alpha \\beta"], min_freq=1).to_dict()
-    torch.save(ckpt, d / "other_vocab.ckpt")
-    out["other_vocab"] = d / "other_vocab.ckpt"
+    out["other_vocab"] = make_other_vocab_weights(out["ckpt"], d / "other_vocab.pt")
     return out
 
 

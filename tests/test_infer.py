@@ -1,57 +1,25 @@
 """The Predictor: checkpoint loading, every input type, batching, beam candidates, errors, attention.
 
-The checkpoint is a tiny untrained model saved in the format of ``i2l train`` (:func:`make_checkpoint`,
-shared with the serve, widget, CLI and browser tests): deterministic, and made in a second.
+The checkpoint is a tiny untrained model saved by Lightning like ``i2l train`` saves it
+(:func:`conftest.make_checkpoint`, shared with the serve, widget, CLI and browser tests): deterministic, and made
+in a second.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from conftest import formula_image, make_checkpoint, make_other_vocab_weights, png_bytes
+from PIL import Image
 
 from i2l.config import get_config
 from i2l.errors import I2LError
+from i2l.images import to_batch
 from i2l.infer import PredictionResult, Predictor
-from i2l.preprocess import to_batch
 from i2l.tokenizer import Vocab
-
-FORMULAS = ["x ^ { 2 } + y", r"\frac { a } { b }", r"\sqrt { x } = 1", "a _ { i } - b"]  # made up
-
-
-def make_checkpoint(path: Path, formulas: list[str] = FORMULAS, seed: int = 0, max_len: int = 12) -> Path:
-    """A tiny untrained smoke model saved like ``i2l.train.fit`` saves checkpoints."""
-    from i2l.model import Im2LatexModel
-
-    cfg = get_config("smoke", max_len=max_len)
-    vocab = Vocab.build(formulas, min_freq=1)
-    torch.manual_seed(seed)
-    model = Im2LatexModel(cfg, len(vocab))
-    ckpt = {"hyper_parameters": {"config": cfg.to_dict(), "vocab": vocab.to_dict()},
-            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
-
-
-def formula_image(text: str = "x+1", size: int = 28, width: int = 200) -> Image.Image:
-    """A quick image of some text (PIL's default font), black on white."""
-    from PIL import ImageFont
-
-    img = Image.new("L", (width, size * 2), 255)
-    font = ImageFont.load_default(size=size)
-    ImageDraw.Draw(img).text((10, size // 3), text, fill=0, font=font)
-    return img
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -142,12 +110,9 @@ def test_attention(predictor: Predictor) -> None:
 
 
 def test_checkpoint_from_another_vocabulary(tmp_path: Path) -> None:
-    path = make_checkpoint(tmp_path / "a.ckpt")
-    ckpt = torch.load(path, weights_only=False)
-    ckpt["hyper_parameters"]["vocab"] = Vocab.build(FORMULAS + ["\\alpha \\beta \\gamma"], min_freq=1).to_dict()
-    torch.save(ckpt, tmp_path / "other_vocab.ckpt")
+    path = make_other_vocab_weights(make_checkpoint(tmp_path / "a.ckpt"), tmp_path / "other_vocab.pt")
     with pytest.raises(I2LError, match="does not match"):
-        Predictor.from_checkpoint(tmp_path / "other_vocab.ckpt")
+        Predictor.from_checkpoint(path)
 
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for i2l.lit: the loss, the schedules, validation metrics and checkpoints that load on their own."""
+"""Tests for i2l.lit: the loss, the schedules and the validation metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from i2l.config import get_config
 from i2l.errors import I2LError
-from i2l.lit import LitIm2Latex, cosine_with_warmup, load_checkpoint, read_checkpoint
+from i2l.lit import LitIm2Latex, cosine_with_warmup
 from i2l.tokenizer import Vocab
 
 FORMULAS = ["x ^ { 2 }", "\\frac { a } { b }", "a + b = c", "\\alpha _ { i }", "x + y"] * 2
@@ -169,43 +169,3 @@ def test_validation_logs_metrics_and_samples(cfg, vocab, capsys):
     assert len(lit.val_samples) == 3  # val_decode_samples, across batches
     assert [ref for ref, _ in lit.val_samples] == batches[0]["formulas"] + batches[1]["formulas"][:1]
     assert "ref :" in capsys.readouterr().out
-
-
-def _save(lit: LitIm2Latex, path) -> None:
-    torch.save({"state_dict": lit.state_dict(), "hyper_parameters": dict(lit.hparams)}, path)
-
-
-def test_load_checkpoint_needs_nothing_else(cfg, vocab, tmp_path):
-    torch.manual_seed(0)
-    lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict()).eval()
-    _save(lit, tmp_path / "m.ckpt")
-    model, vocab2, cfg2 = load_checkpoint(tmp_path / "m.ckpt")
-    assert vocab2 == vocab and cfg2 == cfg and not model.training
-    batch = make_batch(vocab)
-    with torch.no_grad():
-        expected = lit(batch["images"], batch["tokens"][:, :-1], batch["sizes"])
-        got = model(batch["images"], batch["tokens"][:, :-1], batch["sizes"])
-    assert torch.allclose(expected, got)
-
-
-def test_bad_checkpoints_are_clear_errors(cfg, vocab, tmp_path):
-    with pytest.raises(I2LError, match="not found"):
-        load_checkpoint(tmp_path / "missing.ckpt")
-    (tmp_path / "junk.ckpt").write_bytes(b"this is not a checkpoint" * 10)
-    with pytest.raises(I2LError, match="corrupt"):
-        load_checkpoint(tmp_path / "junk.ckpt")
-    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
-    with pytest.raises(I2LError, match="not an i2l checkpoint"):
-        read_checkpoint(tmp_path / "foreign.ckpt")
-    lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict())
-    _save(lit, tmp_path / "good.ckpt")
-    data = (tmp_path / "good.ckpt").read_bytes()
-    (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(I2LError, match="corrupt"):
-        load_checkpoint(tmp_path / "truncated.ckpt")
-    other = Vocab.build(FORMULAS + ["\\beta \\gamma"], min_freq=1)
-    torch.save({"state_dict": lit.state_dict(), "hyper_parameters": {"config": cfg.to_dict(),
-                                                                     "vocab": other.to_dict()}},
-               tmp_path / "mismatch.ckpt")
-    with pytest.raises(I2LError, match="does not match"):
-        load_checkpoint(tmp_path / "mismatch.ckpt")

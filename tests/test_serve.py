@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from conftest import formula_image, make_checkpoint, png_bytes
 from fastapi.testclient import TestClient
 from PIL import Image
-from test_infer import formula_image, make_checkpoint, png_bytes
 
 from i2l.infer import Predictor
 from i2l.serve import create_app, running

@@ -19,10 +19,18 @@ import torch
 from lightning.pytorch.callbacks import Timer
 
 import i2l.train as train_module
+from i2l.checkpoint import load_checkpoint, read_checkpoint
 from i2l.config import get_config
 from i2l.errors import I2LError
-from i2l.lit import LitIm2Latex, load_checkpoint, read_checkpoint
-from i2l.train import AtomicCheckpointIO, TimeBudgetSchedule, choose_precision, fit, make_callbacks
+from i2l.lit import LitIm2Latex
+from i2l.train import (
+    AtomicCheckpointIO,
+    TimeBudgetSchedule,
+    choose_precision,
+    find_checkpoint,
+    fit,
+    make_callbacks,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -286,3 +294,17 @@ def test_pick_cpu_threads_uses_one_thread_on_a_busy_cpu(monkeypatch):
         assert pick_cpu_threads(2) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_find_checkpoint(tiny_checkpoint, tiny_data, tmp_path):
+    cfg = get_config("smoke", data_dir=str(tiny_data), out_dir=str(tmp_path), run_name="r", max_epochs=1,
+                     accelerator="cpu", devices=1, max_len=20)
+    with pytest.raises(I2LError, match="no checkpoint"):
+        find_checkpoint(cfg, train_if_missing=False)
+    folder = cfg.run_dir / "checkpoints"
+    folder.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, folder / "last.ckpt")
+    assert find_checkpoint(cfg) == folder / "last.ckpt"  # notebook 04's checkpoint is used as it is
+    (folder / "best.ckpt").write_bytes(b"stale")  # smoke mode: an unloadable checkpoint is trained again
+    ckpt = find_checkpoint(cfg)
+    assert ckpt.is_file() and load_checkpoint(ckpt)[1] is not None

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from test_infer import formula_image, make_checkpoint, png_bytes
+from conftest import formula_image, make_checkpoint, png_bytes
 
 from i2l.errors import I2LError
 from i2l.infer import Predictor
