@@ -126,3 +126,17 @@ def test_render_failure_is_reported_not_raised(tiny_checkpoint, tiny_data, tmp_p
     assert m["n"] == 2 and "render-back failed" in ev.format_table(m)
 
 
+
+
+def test_evaluate_as_is_beside_the_predictor(tiny_checkpoint, tiny_data, tmp_path):
+    user = evaluate(tiny_checkpoint, tiny_data, split="validate", out_dir=tmp_path / "user", device="cpu",
+                    progress=False, verbose=False)
+    as_is = evaluate(tiny_checkpoint, tiny_data, split="validate", out_dir=tmp_path / "as_is", device="cpu",
+                     progress=False, verbose=False, as_is=True)
+    assert user["path"] == "predictor" and as_is["path"] == "as-is"
+    assert user["n"] == as_is["n"] and as_is["counts"]["unreadable_images"] == 1  # the corrupt file, both ways
+    rows = {r["image"]: r for r in read_predictions(tmp_path / "user")}
+    scales = [r["scale"] for r in rows.values() if r["status"] != "unreadable"]
+    assert scales and all(s != "" for s in scales)  # the Predictor says how it rescaled each image
+    assert all(r["scale"] == 1.0 for r in read_predictions(tmp_path / "as_is") if r["status"] != "unreadable")
+    assert default_out_dir(tiny_checkpoint, "test", 1, as_is=True).name == "test-beam1-as-is"
