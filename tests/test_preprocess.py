@@ -11,11 +11,13 @@ from PIL import Image
 
 from i2l.errors import I2LError
 from i2l.preprocess import (
-    PAGE_GLYPH_HEIGHT,
+    PAGE_CANVAS,
+    PAGE_STROKE_WIDTH,
     component_boxes,
     glyph_height,
     prepare,
     preprocess,
+    stroke_width,
     to_grayscale,
 )
 
@@ -42,15 +44,15 @@ def ink_box(img: Image.Image) -> tuple[int, int]:
     return int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-@pytest.mark.parametrize("scale", [0.5, 0.75, 1.5, 2.0])
+@pytest.mark.parametrize("scale", [0.6, 0.75, 1.5, 2.0])  # 0.5x: a processed image, kept as it is
 def test_scales_are_normalised_to_the_same_glyph_height(page: Image.Image, scale: float) -> None:
     reference = preprocess(page)
     resized = page.resize((round(page.width * scale), round(page.height * scale)), Image.LANCZOS)
     prepared = prepare(resized)
-    assert prepared.scale == pytest.approx(1 / scale * PAGE_GLYPH_HEIGHT / glyph_height_of(page), rel=0.15)
+    assert prepared.scale * scale == pytest.approx(prepare(page).scale, rel=0.15)
     ref_w, ref_h = ink_box(reference)
     w, h = ink_box(prepared.image)
-    assert abs(w - ref_w) <= 0.1 * ref_w and abs(h - ref_h) <= 0.15 * ref_h
+    assert abs(w - ref_w) <= 0.15 * ref_w and abs(h - ref_h) <= 0.15 * ref_h
     ref_g = glyph_height(np.asarray(reference) < 128)
     assert glyph_height(np.asarray(prepared.image) < 128) == pytest.approx(ref_g, rel=0.15)
     assert prepared.image.size == reference.size  # same training bucket
@@ -58,18 +60,10 @@ def test_scales_are_normalised_to_the_same_glyph_height(page: Image.Image, scale
     assert diff < 20, diff  # nearly the same picture
 
 
-def glyph_height_of(img: Image.Image) -> float:
-    mask = np.asarray(img.convert("L")) < 128
-    ys, xs = np.nonzero(mask)
-    return glyph_height(mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
-
-
-def test_training_scale_output_glyph_height(page: Image.Image) -> None:
-    out = preprocess(page)
-    assert out.mode == "L"
-    assert glyph_height(np.asarray(out) < 128) == pytest.approx(PAGE_GLYPH_HEIGHT / 2, rel=0.2)
-    a = np.asarray(out)
-    assert a[:2].min() >= 240 and a[:, :2].min() >= 240  # the 8 px margin, halved, like the dataset
+def ink_crop(img: Image.Image) -> np.ndarray:
+    a = np.asarray(img.convert("L"))
+    ys, xs = np.nonzero(a < 128)
+    return a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
 
 
 def variants(page: Image.Image) -> dict[str, Image.Image]:
@@ -180,3 +174,47 @@ def test_large_canvas_is_reduced_before_the_work(page: Image.Image) -> None:
     assert prepared.scale == pytest.approx(prepare(page).scale / 8, rel=0.1)
     ref_w, _ = ink_box(preprocess(page))
     assert abs(ink_box(prepared.image)[0] - ref_w) <= 0.1 * ref_w
+
+
+def test_stroke_width_grows_with_the_scale(page: Image.Image) -> None:
+    base = stroke_width(ink_crop(page))
+    assert base == pytest.approx(PAGE_STROKE_WIDTH, rel=0.25)  # the renderer's pages look like the dataset's
+    for factor in (1.5, 2.0, 3.0):
+        big = page.resize((round(page.width * factor), round(page.height * factor)), Image.BICUBIC)
+        assert stroke_width(ink_crop(big)) == pytest.approx(base * factor, rel=0.1), factor
+
+
+def test_a_processed_image_is_kept_as_it_is() -> None:
+    from i2l.data.render import render_formula
+
+    rendered = render_formula(FORMULA)  # a processed image, as the training images are
+    prepared = prepare(png_bytes(rendered))
+    assert prepared.layout == "processed" and prepared.scale == 2
+    assert np.array_equal(np.asarray(prepared.image), np.asarray(rendered.convert("L")))
+    moved = Image.new("L", rendered.size, 255)
+    moved.paste(rendered.crop((2, 2, rendered.width, rendered.height)), (0, 0))  # ink no longer 4 px in
+    assert prepare(moved).layout != "processed"
+
+
+def test_a_large_formula_on_a_bucket_sized_canvas_is_not_taken_for_a_processed_image(page: Image.Image) -> None:
+    big = page.resize((page.width * 2, page.height * 2), Image.BICUBIC)  # strokes 4x the processed ones
+    a = np.asarray(big.convert("L"))
+    ys, xs = np.nonzero(a < 128)
+    ink = Image.fromarray(a[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+    canvas = Image.new("L", (800, 200), 255)  # the size of a processed bucket (1600 x 400 halved)
+    canvas.paste(ink.crop((0, 0, min(ink.width, 790), min(ink.height, 190))), (4, 4))
+    prepared = prepare(canvas)
+    assert prepared.layout == "stroke" and prepared.scale < 0.7
+
+
+def test_the_datasets_own_images_read_exactly_as_the_dataset_has_them(shared_data) -> None:
+    from i2l.ruler import sample_items
+
+    items = sample_items(shared_data / "im2latex" / "sample", "validate")[:12]
+    for item in items:
+        processed = np.asarray(Image.open(item.image).convert("L"))
+        for source, layout in ((item.image, "processed"), (item.page, "page")):
+            prepared = prepare(source)
+            assert prepared.layout == layout, (item.name, layout)
+            assert np.array_equal(np.asarray(prepared.image), processed), (item.name, layout)
+        assert Image.open(item.page).size == PAGE_CANVAS
