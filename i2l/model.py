@@ -123,30 +123,69 @@ def _ceil_div(a: Tensor, b: int) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- encoder
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock, the same modules under the same names (so its weights load as they are);
+    :meth:`Encoder._block` runs it, zeroing the outside of each image after every convolution."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.downsample = None
+        if stride != 1 or in_channels != channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(channels))
+
+
+def _resnet_layer(in_channels: int, channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(BasicBlock(in_channels, channels, stride), BasicBlock(channels, channels))
+
+
+def _imagenet_resnet18_state() -> dict[str, Tensor]:
+    """torchvision's ImageNet ResNet-18 weights (downloaded once into ~/.cache/torch), or a clear I2LError."""
+    try:
+        import torchvision
+
+        return torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1).state_dict()
+    except Exception as e:  # no torchvision, no network, no cached file, corrupt download
+        raise I2LError(
+            "pretrained_backbone=True but the torchvision ImageNet weights for resnet18 could not be loaded "
+            f"({type(e).__name__}: {e}). Connect to the internet once (they are cached in ~/.cache/torch), "
+            "or set pretrained_backbone=False to train from scratch."
+        ) from e
+
+
 class Encoder(nn.Module):
-    """ResNet-18 up to layer3 (stride 16) + 1x1 conv to d_model + 2-D positional encoding, flattened."""
+    """ResNet-18 up to layer3 (stride 16) + 1x1 conv to d_model + 2-D positional encoding, flattened.
+
+    The backbone is built here, module for module as torchvision builds it and initialised the same way
+    (so inference needs no torchvision, whose import costs seconds); ``pretrained_backbone=True`` loads
+    torchvision's ImageNet weights into it."""
 
     def __init__(self, d_model: int, pretrained_backbone: bool = False, dropout: float = 0.0):
         super().__init__()
-        import torchvision
-
-        weights = None
+        self.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)  # greyscale input
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = _resnet_layer(64, 64, 1)
+        self.layer2 = _resnet_layer(64, 128, 2)
+        self.layer3 = _resnet_layer(128, BACKBONE_CHANNELS, 2)
+        for m in self.modules():  # torchvision's initialisation of ResNets
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
         if pretrained_backbone:
-            weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-        try:
-            resnet = torchvision.models.resnet18(weights=weights)
-        except Exception as e:  # no network, no cached file, corrupt download
-            raise I2LError(
-                "pretrained_backbone=True but the torchvision ImageNet weights for resnet18 could not be loaded "
-                f"({type(e).__name__}: {e}). Connect to the internet once (they are cached in ~/.cache/torch), "
-                "or set pretrained_backbone=False to train from scratch."
-            ) from e
-        conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        if pretrained_backbone:
+            state = _imagenet_resnet18_state()
+            ours = {k: v for k, v in state.items() if k.split(".")[0] in ("bn1", "layer1", "layer2", "layer3")}
             with torch.no_grad():  # a grey image fed as RGB sees the sum of the three colour filters
-                conv1.weight.copy_(resnet.conv1.weight.sum(dim=1, keepdim=True))
-        self.conv1, self.bn1, self.relu, self.maxpool = conv1, resnet.bn1, resnet.relu, resnet.maxpool
-        self.layer1, self.layer2, self.layer3 = resnet.layer1, resnet.layer2, resnet.layer3
+                ours["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
+            self.load_state_dict(ours, strict=False)
         self.proj = nn.Conv2d(BACKBONE_CHANNELS, d_model, kernel_size=1)
         self.dropout = nn.Dropout(dropout)
         self.d_model = d_model

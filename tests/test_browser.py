@@ -89,9 +89,14 @@ def browser():
         browser.close()
 
 
+#: The untrained test model writes any sequence of its tokens: with these, every sequence is valid LaTeX, so what
+#: it writes always renders as math, whatever its random weights read.
+PLAIN_FORMULAS = ["a + b = c", "x - y = 1 2", "k + 7 = z"]
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", formulas=PLAIN_FORMULAS)
 
 
 def test_api_page(browser, checkpoint: Path, tmp_path: Path) -> None:
@@ -181,7 +186,8 @@ def test_notebook_06_in_jupyterlab(browser, checkpoint: Path, tmp_path: Path, re
                                arg=f"score {expected.score:.3f}", timeout=30_000)
         textarea = page.locator(".jp-Notebook .widget-textarea textarea").first
         assert textarea.input_value() == expected.latex
-        assert page.locator(".jp-Notebook .widget-htmlmath mjx-container").count() > 0  # rendered as math
+        if expected.latex:  # an untrained model may stop at once: nothing to render then
+            assert page.locator(".jp-Notebook .widget-htmlmath mjx-container").count() > 0  # rendered as math
 
         # draw on the pad with the mouse: the strokes reach Python, the app switches to the drawing
         canvas = page.locator(".jp-Notebook canvas.i2l-drawpad").first

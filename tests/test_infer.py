@@ -158,8 +158,8 @@ def test_same_prediction_at_every_scale_with_a_trained_model() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 25 == 24 and greedy_decode(model, images, sizes, max_len=16) == targets:
-            break
+        if step % 25 == 24 and loss.item() < 0.01 and greedy_decode(model, images, sizes, max_len=16) == targets:
+            break  # fitted well, not just at the edge of reading the training scale
     predictor = Predictor(model, vocab, cfg, device="cpu")
     assert [r.latex for r in predictor.predict(pages)] == formulas, f"not learned: loss {loss.item():.3f}"
     for scale in (0.5, 0.75, 1.5, 2.0):

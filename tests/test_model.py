@@ -157,6 +157,30 @@ def test_pretrained_backbone_unavailable_is_a_clear_error(monkeypatch):
         Im2LatexModel(tiny_cfg(pretrained_backbone=True), V)
 
 
+def test_backbone_is_torchvision_resnet18_up_to_layer3(monkeypatch):
+    """Same modules, names and shapes as torchvision's; its (here: random) weights load into ours, conv1 summed."""
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    monkeypatch.setattr(torchvision.models, "resnet18", lambda weights=None: reference)
+    enc = Im2LatexModel(tiny_cfg(pretrained_backbone=True), V).encoder
+    theirs = reference.state_dict()
+    ours = {k: v for k, v in enc.state_dict().items() if k.split(".")[0] in ("bn1", "layer1", "layer2", "layer3")}
+    assert ours.keys() == {k for k in theirs if k.split(".")[0] in ("bn1", "layer1", "layer2", "layer3")}
+    for k, v in ours.items():
+        assert torch.equal(v, theirs[k]), k
+    assert torch.allclose(enc.conv1.weight, theirs["conv1.weight"].sum(dim=1, keepdim=True))
+
+
+def test_inference_imports_no_torchvision():
+    import subprocess
+    import sys
+
+    code = ("import sys; from i2l.config import get_config; from i2l.model import Im2LatexModel; "
+            "Im2LatexModel(get_config('smoke'), 10); assert 'torchvision' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_small_and_odd_images(model):
     for H, W in [(1, 1), (5, 7), (15, 16), (17, 33)]:
         memory, _ = model.encode(torch.ones(1, 1, H, W))

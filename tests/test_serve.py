@@ -99,16 +99,17 @@ def test_unexpected_errors_are_json_500s(predictor: Predictor, monkeypatch) -> N
 def test_200_concurrent_requests_on_a_live_server(predictor: Predictor) -> None:
     images = [formula_image(t, size=s) for t, s in [("x+1", 28), ("a=b", 36), ("y^2", 22), ("k-7", 30)]]
     uploads = [png_bytes(im) for im in images]
-    # an answer is its LaTeX and its score: the untrained test model may read several images alike,
-    # but never with the same score
-    expected = [(r.latex, round(r.score, 4)) for r in (predictor.predict_one(im) for im in images)]
+    # an answer is its LaTeX, its score and the scale preprocessing found: the untrained test model may read
+    # several images alike, but the images are drawn at different sizes, so no two answers are the same
+    expected = [(r.latex, round(r.score, 4), round(r.scale, 4))
+                for r in (predictor.predict_one(im) for im in images)]
     assert len(set(expected)) == len(images), "the test images should get different answers"
 
     def one(k: int, http: httpx.Client, url: str) -> tuple[int, int, tuple]:
         i = k % len(uploads)
         r = http.post(f"{url}/predict", files={"file": (f"{i}.png", io.BytesIO(uploads[i]), "image/png")})
         body = r.json()
-        return i, r.status_code, (body.get("latex"), round(body.get("score") or 0.0, 4))
+        return i, r.status_code, (body.get("latex"), round(body.get("score") or 0.0, 4), body.get("scale"))
 
     with running(create_app(predictor)) as url, httpx.Client(timeout=60) as http:
         with ThreadPoolExecutor(max_workers=8) as pool:
