@@ -15,6 +15,7 @@ a half-written file, nor destroys the file it was replacing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -44,9 +45,37 @@ def _torch_load(path: Path, map_location: str | torch.device) -> Any:
         ) from exc
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """The raw dictionary of a training checkpoint or a weights file, or an :class:`I2LError` saying why not."""
+def file_sha256(path: str | Path) -> str:
+    """The hex SHA-256 of the file at ``path`` (read in 1 MB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str) -> Path:
+    """``path`` when the file's SHA-256 is ``expected``; an :class:`I2LError` saying what to do otherwise."""
     path = Path(path)
+    if not path.is_file():
+        raise I2LError(f"weights file {path} not found: reinstall i2l (pip install --force-reinstall i2l) or "
+                       "pass --checkpoint with a model of your own")
+    actual = file_sha256(path)
+    if actual != expected.lower():
+        raise I2LError(f"weights file {path} is damaged or not the expected one (SHA-256 {actual[:12]}..., "
+                       f"expected {expected[:12]}...): reinstall i2l (pip install --force-reinstall i2l) or "
+                       "pass --checkpoint with a model of your own")
+    return path
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", sha256: str | None = None) -> dict:
+    """The raw dictionary of a training checkpoint or a weights file, or an :class:`I2LError` saying why not.
+
+    ``sha256``: refuse the file unless its SHA-256 is this (a shipped weights file), before unpickling it.
+    """
+    path = Path(path)
+    if sha256 is not None:
+        verify_sha256(path, sha256)
     ckpt = _torch_load(path, map_location)
     if isinstance(ckpt, dict) and ckpt.get("format") == WEIGHTS_FORMAT:
         if ckpt.get("version") != WEIGHTS_VERSION:
@@ -77,10 +106,11 @@ def checkpoint_parts(ckpt: dict) -> tuple[dict, dict, dict[str, torch.Tensor]]:
 
 
 def load_checkpoint(
-    path: str | Path, map_location: str | torch.device = "cpu"
+    path: str | Path, map_location: str | torch.device = "cpu", sha256: str | None = None
 ) -> tuple[Im2LatexModel, Vocab, Config]:
-    """``(model, vocab, cfg)`` from a training checkpoint or a weights file; the model in eval mode, fp32."""
-    ckpt = read_checkpoint(path, map_location)
+    """``(model, vocab, cfg)`` from a training checkpoint or a weights file; the model in eval mode, fp32.
+    ``sha256`` as in :func:`read_checkpoint`."""
+    ckpt = read_checkpoint(path, map_location, sha256=sha256)
     config, vocab_dict, state = checkpoint_parts(ckpt)
     try:
         known = set(Config.__dataclass_fields__)
@@ -135,5 +165,5 @@ def export_weights(checkpoint: str | Path, path: str | Path, dtype: torch.dtype 
     return save_weights(model, vocab, cfg, path, dtype=dtype)
 
 
-__all__ = ["WEIGHTS_FORMAT", "WEIGHTS_VERSION", "read_checkpoint", "checkpoint_parts", "load_checkpoint",
+__all__ = ["WEIGHTS_FORMAT", "WEIGHTS_VERSION", "file_sha256", "verify_sha256", "read_checkpoint", "checkpoint_parts", "load_checkpoint",
            "save_weights", "export_weights", "write_atomic"]

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from i2l.checkpoint import export_weights, load_checkpoint, read_checkpoint, save_weights
+from i2l.checkpoint import export_weights, file_sha256, load_checkpoint, read_checkpoint, save_weights
 from i2l.config import get_config
 from i2l.errors import I2LError
 from i2l.lit import LitIm2Latex
@@ -122,3 +122,22 @@ def test_reading_a_checkpoint_imports_no_lightning(ckpt, tmp_path):
             f"load_checkpoint({str(ckpt)!r}); load_checkpoint({str(weights)!r}); "
             "assert 'lightning' not in sys.modules and 'pytorch_lightning' not in sys.modules, 'lightning imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_weights_file_is_checked_against_its_sha256_before_it_is_read(ckpt, tmp_path, monkeypatch):
+    import hashlib
+
+    out = export_weights(ckpt, tmp_path / "m.pt")
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert file_sha256(out) == digest
+    model, _, _ = load_checkpoint(out, sha256=digest.upper())  # hex digits in either case
+    assert not model.training
+    damaged = tmp_path / "damaged.pt"
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte: torch might still read it, the checksum does not pass
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a damaged file must not be unpickled"))
+    with pytest.raises(I2LError, match="damaged or not the expected one.*reinstall"):
+        read_checkpoint(damaged, sha256=digest)
+    with pytest.raises(I2LError, match="not found: reinstall"):
+        read_checkpoint(tmp_path / "missing.pt", sha256=digest)
