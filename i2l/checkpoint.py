@@ -165,5 +165,5 @@ def export_weights(checkpoint: str | Path, path: str | Path, dtype: torch.dtype 
     return save_weights(model, vocab, cfg, path, dtype=dtype)
 
 
-__all__ = ["WEIGHTS_FORMAT", "WEIGHTS_VERSION", "file_sha256", "verify_sha256", "read_checkpoint", "checkpoint_parts", "load_checkpoint",
-           "save_weights", "export_weights", "write_atomic"]
+__all__ = ["WEIGHTS_FORMAT", "WEIGHTS_VERSION", "file_sha256", "verify_sha256", "read_checkpoint",
+           "checkpoint_parts", "load_checkpoint", "save_weights", "export_weights", "write_atomic"]

@@ -170,7 +170,7 @@ class Predictor:
             try:
                 loaded = load_image(image)
                 for f in scales:
-                    prepared[k, f] = (Prepared(to_gray(loaded), None, 1.0, loaded.size) if as_is else
+                    prepared[k, f] = (Prepared(to_gray(loaded), None, 1.0, loaded.size, "given") if as_is else
                                       prepare(loaded, page_glyph_height=self.page_glyph_height * f))
             except I2LError as exc:
                 if strict:

@@ -10,8 +10,9 @@ each of them into an image that looks like the training images:
    transparent background), dark backgrounds inverted, levels stretched so ink is black, background 255;
 3. find the scale (:func:`page_scale`): an image laid out like the dataset's (a processed image, or a page of
    the raw layout's canvas) is at a known scale and is not resampled at all; for any other image the scale
-   comes from the stroke width when the strokes are wide enough to measure (formulas from 0.4x the size of
-   the training pages up: :func:`stroke_width`, within about 5-10%), else from the typical glyph height (median
+   comes from the stroke width when the strokes are wide enough to measure (formulas from 0.3x the size of
+   the training pages up: :func:`stroke_width`, within about 5% from 0.7x up, 10% at 0.5x), else from the
+   typical glyph height (median
    height of the connected ink components, :func:`glyph_height`, within about 30%), both calibrated on the
    real 200 dpi Im2Latex-100K pages (:data:`PAGE_STROKE_WIDTH`, :data:`PAGE_GLYPH_HEIGHT`). Both assume the
    training images' stroke weight: a thinner rendering reads as a smaller one;
@@ -54,6 +55,8 @@ PAGE_STROKE_WIDTH = 1.94
 #: it spreads as much as the glyph height) the glyph height decides.
 STROKE_CALIBRATION = ((0.883, 0.3), (0.951, 0.4), (1.071, 0.5), (1.238, 0.6), (1.389, 0.7), (1.942, 1.0))
 MIN_STROKE_WIDTH = 0.9
+#: Stroke width is trusted unless the glyph height disagrees by more than this factor (2.3 of its standard
+#: deviations): dithered, speckled or hollow ink misleads the stroke width.
 MAX_DISAGREEMENT = 2.0
 #: Sizes of the processed layout (the training buckets after the x2 downsampling) and where its ink begins.
 PROCESSED_SIZES = frozenset((w // DOWNSAMPLE, h // DOWNSAMPLE) for w, h in BUCKETS)
@@ -66,6 +69,7 @@ WORK_MAX_SIDE = 4000
 #: Side limit of a normalised page (before the x2 downsampling): 1600 is the largest training bucket.
 PAGE_MAX_SIDE = 3200
 MIN_CONTRAST = 40  # grey levels between background and the darkest ink below which there is no ink
+PAPER_LEVEL = 235  # lighter than this is background: paper texture, JPEG noise
 
 
 @dataclass
@@ -74,14 +78,15 @@ class Prepared:
 
     ``scale`` is the factor from the input to the 200 dpi page scale (the processed image is half of that);
     ``layout`` says how it was found: "processed" (already a processed image: kept as it is, scale 2),
-    "page" (the raw layout's page canvas: scale 1), "stroke" or "glyph" (measured), or "given" (no rescaling).
+    "page" (the raw layout's page canvas: scale 1), "stroke" or "glyph" (measured), or "given" (no rescaling,
+    as asked, or the dataset's as-is path).
     """
 
     image: Image.Image  # 'L', processed like the training images
     glyph_height: float | None
     scale: float
     source_size: tuple[int, int]  # (width, height) of the input
-    layout: str = "glyph"
+    layout: str
 
 
 # ----------------------------------------------------------------------------- greyscale
@@ -100,10 +105,11 @@ def _has_alpha(img: Image.Image) -> bool:
     return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
 
 
-def to_grayscale(img: Image.Image, clean: bool = True) -> np.ndarray:
+def to_grayscale(img: Image.Image) -> np.ndarray:
     """(H, W) uint8: dark ink on a 255 background, levels stretched; raises I2LError when there is no ink.
 
-    ``clean``: levels above 235 become background (paper texture, JPEG noise).
+    The levels are kept as they are (a processed image comes back unchanged); :func:`clean_levels` then drops
+    paper texture and JPEG noise.
     """
     if _has_alpha(img):
         with warnings.catch_warnings():
@@ -129,9 +135,12 @@ def to_grayscale(img: Image.Image, clean: bool = True) -> np.ndarray:
     if background - ink < MIN_CONTRAST:
         raise I2LError("no ink found: nothing darker than the background; give an image of a formula")
     out = np.clip((gray - ink) / (background - ink) * 255.0, 0, 255)
-    if clean:
-        out[out > 235] = 255  # paper texture, JPEG noise
     return out.round().astype(np.uint8)
+
+
+def clean_levels(gray: np.ndarray) -> np.ndarray:
+    """``gray`` with levels above :data:`PAPER_LEVEL` made background (paper texture, JPEG noise)."""
+    return np.where(gray > PAPER_LEVEL, 255, gray).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- glyph height
@@ -262,8 +271,6 @@ def page_scale(width: float | None, height: float | None, page_glyph_height: flo
         widths, sizes = zip(*STROKE_CALIBRATION)
         size = width / PAGE_STROKE_WIDTH if width > widths[-1] else float(np.interp(width, widths, sizes))
         by_stroke = factor / size
-        # dithered, speckled or hollow ink misleads the stroke width; the glyph height then disagrees by more
-        # than its own spread (2x is 2.3 standard deviations)
         if by_glyph is None or 1 / MAX_DISAGREEMENT <= by_stroke / by_glyph <= MAX_DISAGREEMENT:
             return by_stroke, "stroke"
     return (by_glyph or 1.0), "glyph"
@@ -282,14 +289,13 @@ def prepare(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT, r
             img.convert("RGBA").reduce(reduce)
     if img.size == PAGE_CANVAS:  # a page of the raw layout: converted like the official processed images
         img = to_gray(img)
-    levels = to_grayscale(img, clean=False)  # (H, W) uint8
+    levels = to_grayscale(img)  # (H, W) uint8
     mask = levels < 128
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         raise I2LError("no ink found: the image has no dark strokes on a light background (or the reverse)")
     box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    gray = np.where(levels > 235, 255, levels).astype(np.uint8)  # paper texture, JPEG noise
-    crop = gray[box]
+    crop = clean_levels(levels[box])
     height = measure_glyph_height(crop)
     width = stroke_width(crop)
     factor = page_glyph_height / PAGE_GLYPH_HEIGHT
@@ -300,7 +306,7 @@ def prepare(source: ImageSource, page_glyph_height: float = PAGE_GLYPH_HEIGHT, r
         return Prepared(image=Image.fromarray(levels, mode="L"), glyph_height=glyph, scale=DOWNSAMPLE,
                         source_size=source_size, layout=layout)
     if layout == "page" and exact:  # the raw layout's page: processed exactly like the dataset did
-        return Prepared(image=process_page(to_gray(img)), glyph_height=glyph, scale=1.0,
+        return Prepared(image=process_page(img), glyph_height=glyph, scale=1.0,
                         source_size=source_size, layout=layout)
     if not rescale:
         scale, layout = 1.0, "given"
@@ -335,7 +341,7 @@ def _calibrate(folder: str) -> dict[str, Any]:  # pragma: no cover - a one-off m
     heights, widths = [], []
     for path in sorted(Path(folder).glob("*.png")):
         try:
-            gray = to_grayscale(to_gray(load_image(path)))  # converted like the official processed images
+            gray = clean_levels(to_grayscale(to_gray(load_image(path))))  # converted like the official images
         except I2LError:  # a few official pages are blank (failed renders)
             continue
         ys, xs = np.nonzero(gray < 128)

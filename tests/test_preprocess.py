@@ -176,6 +176,11 @@ def test_large_canvas_is_reduced_before_the_work(page: Image.Image) -> None:
     assert abs(ink_box(prepared.image)[0] - ref_w) <= 0.1 * ref_w
 
 
+def test_the_output_keeps_the_datasets_margin(page: Image.Image) -> None:
+    a = np.asarray(preprocess(page))
+    assert a[:2].min() >= 240 and a[:, :2].min() >= 240  # the 8 px margin, halved, like the dataset
+
+
 def test_stroke_width_grows_with_the_scale(page: Image.Image) -> None:
     base = stroke_width(ink_crop(page))
     assert base == pytest.approx(PAGE_STROKE_WIDTH, rel=0.25)  # the renderer's pages look like the dataset's
