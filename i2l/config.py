@@ -5,6 +5,7 @@ Presets:
 - ``cpu``: a laptop, minutes on a CPU (``make demo``).
 - ``seed``: the original project's model (d_model 128, ff 256, 4 heads, 2 layers, ~3.3M parameters).
 - ``base``: a larger model for the best accuracy on a GPU.
+- ``reference``: the shipped model, trained from nothing on a CPU in resumed stretches (``i2l/weights``).
 
 Change a preset with :func:`dataclasses.replace` or :meth:`Config.replace`; a config round-trips through
 JSON and YAML so that every checkpoint carries the one it was trained with.
@@ -46,6 +47,9 @@ def project_root() -> Path:
 
 #: The dataset's split names, in the order of the official lists (Im2Latex-100K and the synthetic sets).
 SPLITS = ("train", "validate", "test")
+#: The source name of the shipped model wherever a door takes a checkpoint (``Predictor.load``, ``--checkpoint``,
+#: ``Config.init_from``).
+PRETRAINED = "pretrained"
 #: The widest beam any door accepts (CLI, web API, widgets): wider beams cost time and rarely read better.
 MAX_BEAM = 10
 
@@ -59,8 +63,14 @@ class Config:
     data_dir: str = "data/synth"  # relative paths are resolved against project_root()
     synth_size: int = 4000  # formulas generated when data_dir is the synthetic set and missing
     synth_level: str = "full"  # generator level of that set: "full" (Im2Latex-like) or "basic" (i2l.data.grammar)
+    synth_mean_len: float | None = None  # target formula length of the generator (None: the level's default)
+    synth_std_len: float | None = None
+    synth_shard_size: int | None = None  # render the set as shards of this many formulas (data_dir/shard-000 ...)
+    synth_seed: int = 0  # generator seed (shard k uses synth_seed + k)
     max_len: int = 150  # maximum formula length in tokens (without start/end)
     min_freq: int = 2  # vocabulary: minimum token frequency in the training formulas
+    vocab: str = "data"  # "data": built from the training formulas; "grammar": every token the generator writes
+    curriculum: tuple[tuple[int, int], ...] = ()  # (epoch, max_len): from that epoch on, train on <= max_len tokens
     batch_size: int = 16
     eval_batch_size: int = 32
     num_workers: int = 0
@@ -80,7 +90,8 @@ class Config:
     # --- optimisation ---
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    schedule: str = "multistep"  # "multistep" (lr * gamma after each milestone) or "cosine" (warm-up + cosine)
+    schedule: str = "multistep"  # "multistep" (lr * gamma after each milestone), "cosine" (warm-up + cosine) or
+    # "rsqrt" (warm-up + inverse square root: no fixed end, for a run resumed over many sessions)
     milestones: tuple[int, ...] = (10,)
     gamma: float = 0.5
     warmup_steps: int = 0
@@ -97,6 +108,9 @@ class Config:
     num_nodes: int = 1
     strategy: str = "auto"
     compile: bool = False
+    init_from: str | None = None  # warm start: "pretrained" (the shipped model) or a .ckpt/.pt path
+    val_check_interval: int | None = None  # validate every N training steps (None: after every epoch)
+    checkpoint_every_minutes: float | None = None  # also write last.ckpt every N minutes of training
     seed: int = 1234
     deterministic: bool = False
     out_dir: str = "runs"
@@ -116,6 +130,7 @@ class Config:
         """Plain, JSON-serialisable dictionary."""
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        d["curriculum"] = [list(stage) for stage in self.curriculum]
         return d
 
     @classmethod
@@ -128,7 +143,17 @@ class Config:
         d = dict(d)
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
+        if "curriculum" in d:
+            d["curriculum"] = tuple(tuple(int(v) for v in stage) for stage in d["curriculum"])
         return cls(**d)
+
+    def max_len_at(self, epoch: int) -> int:
+        """The longest training formula (tokens) at ``epoch``: the curriculum's stage, else ``max_len``."""
+        cap = self.max_len
+        for start, length in sorted(self.curriculum):
+            if epoch >= start:
+                cap = length
+        return min(cap, self.max_len)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -244,6 +269,43 @@ PRESETS: dict[str, Config] = {
         num_workers=4,
         pin_memory=True,
     ),
+    # The shipped reference model (i2l/weights/MODEL_CARD.md): trained from nothing on a 2-core CPU, one torch
+    # thread, in resumed stretches; every choice is measured in the model card's recipe table.
+    "reference": Config(
+        name="reference",
+        data_dir="data/synth-reference",
+        synth_size=100000,  # hundreds of thousands in the end: shards are added between stretches
+        synth_shard_size=20000,
+        synth_level="full",
+        synth_mean_len=58.0,  # the length distribution of real formulas (mean 57.7, std 27.9 tokens)
+        synth_std_len=28.0,
+        synth_seed=1000,
+        max_len=150,
+        vocab="grammar",  # fixed: the run keeps its vocabulary while the data grows
+        curriculum=((0, 40), (1, 80), (2, 150)),
+        batch_size=16,
+        eval_batch_size=32,
+        limit_val=256,
+        val_decode_samples=96,
+        d_model=256,
+        num_heads=8,
+        num_layers=3,
+        dim_feedforward=1024,
+        dropout=0.1,
+        norm_first=True,
+        lr=5e-4,
+        weight_decay=1e-2,
+        schedule="rsqrt",
+        warmup_steps=1000,
+        label_smoothing=0.1,
+        max_epochs=1000,  # the time budget ends a stretch
+        max_time_minutes=120.0,
+        val_check_interval=1000,
+        checkpoint_every_minutes=10.0,
+        augment=True,
+        precision="bf16-mixed",  # autocast on a CPU with AVX512-BF16: 1.77x the steps of fp32 (recipe_speed.py)
+        beam_size=5,
+    ),
     # Larger, for the best accuracy on a GPU (see notebooks/04_training.ipynb for the reasoning).
     "base": Config(
         name="base",
@@ -279,4 +341,4 @@ def get_config(preset: str | None = None, **overrides: Any) -> Config:
     return PRESETS[preset].replace(**overrides)
 
 
-__all__ = ["Config", "PRESETS", "SPLITS", "MAX_BEAM", "get_config", "smoke_mode", "project_root", "SMOKE_ENV"]
+__all__ = ["Config", "PRESETS", "SPLITS", "MAX_BEAM", "PRETRAINED", "get_config", "smoke_mode", "project_root", "SMOKE_ENV"]

@@ -7,8 +7,8 @@ everything needed to rebuild the model and read its predictions (:func:`i2l.chec
 - Loss: cross-entropy over the next token, padding ignored, optional label smoothing.
 - Optimiser: AdamW (no weight decay on biases and norms).
 - Schedules: ``"multistep"`` (lr * gamma after each milestone epoch: the original project halves it
-  after epoch 10) and ``"cosine"`` (linear warm-up over ``warmup_steps``, then cosine to zero over the
-  estimated total number of steps).
+  after epoch 10), ``"cosine"`` (linear warm-up over ``warmup_steps``, then cosine to zero over the
+  estimated total number of steps) and ``"rsqrt"`` (warm-up, then inverse square root: no fixed end).
 - Validation: the loss on every batch; at the epoch's end, greedy decoding of a fixed subset
   (``val_decode_samples`` first validation images) scored with :func:`i2l.metrics.compute_metrics`
   (``val_bleu``, ``val_edit_accuracy``, ``val_exact_match``), and a few sample predictions printed.
@@ -42,6 +42,15 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def rsqrt_with_warmup(step: int, warmup_steps: int) -> float:
+    """Learning-rate factor at ``step``: linear warm-up to 1, then ``sqrt(warmup / (step + 1))``: a schedule with no
+    end, for a run resumed over many sessions whose length nobody knows in advance."""
+    warmup = max(1, warmup_steps)
+    if step < warmup:
+        return (step + 1) / warmup
+    return math.sqrt(warmup / (step + 1))
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Config, total_steps: int | Callable[[], int]
 ) -> tuple[torch.optim.lr_scheduler.LRScheduler, str]:
@@ -56,7 +65,10 @@ def make_scheduler(
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: cosine_with_warmup(step, warmup, horizon())
         ), "step"
-    raise I2LError(f"unknown schedule {cfg.schedule!r} in the config: use 'multistep' or 'cosine'")
+    if cfg.schedule == "rsqrt":
+        warmup = cfg.warmup_steps
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: rsqrt_with_warmup(step, warmup)), "step"
+    raise I2LError(f"unknown schedule {cfg.schedule!r} in the config: use 'multistep', 'cosine' or 'rsqrt'")
 
 
 def lr_schedule(cfg: Config, steps_per_epoch: int, epochs: int | None = None) -> list[float]:
@@ -196,4 +208,4 @@ class LitIm2Latex(L.LightningModule):
         return max(1, int(total))
 
 
-__all__ = ["LitIm2Latex", "cosine_with_warmup", "make_scheduler", "lr_schedule"]
+__all__ = ["LitIm2Latex", "cosine_with_warmup", "rsqrt_with_warmup", "make_scheduler", "lr_schedule"]

@@ -36,7 +36,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from i2l.checkpoint import checkpoint_parts, load_checkpoint, read_checkpoint
-from i2l.config import Config
+from i2l.config import PRETRAINED, Config
 from i2l.errors import I2LError
 from i2l.lit import LitIm2Latex
 from i2l.model import Im2LatexModel
@@ -208,6 +208,25 @@ class TimeBudgetSchedule(Callback):
         pl_module.schedule_steps = trainer.strategy.broadcast(horizon, src=0)  # one schedule for all DDP ranks
 
 
+class PeriodicCheckpoint(Callback):
+    """Writes ``last.ckpt`` every ``minutes`` of training, between the end-of-epoch checkpoints, so that a long
+    epoch stopped from outside loses at most that much work."""
+
+    def __init__(self, path: Path, minutes: float) -> None:
+        self.path, self.seconds = Path(path), 60.0 * minutes
+        self._last = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        due = trainer.strategy.broadcast(time.monotonic() - self._last >= self.seconds, src=0)
+        if not due:  # rank 0 decides, so that every DDP rank saves at the same step
+            return
+        trainer.save_checkpoint(str(self.path))
+        self._last = time.monotonic()
+
+
 def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
     """ModelCheckpoint (``best.ckpt`` + ``last.ckpt``), LearningRateMonitor, the progress bar, and with a time
     budget and the cosine schedule :class:`TimeBudgetSchedule`."""
@@ -216,6 +235,7 @@ def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
         ModelCheckpoint(
             dirpath=str(checkpoint_dir(cfg)), filename="best", monitor=monitor, mode=mode, save_top_k=1,
             save_last=True, auto_insert_metric_name=False,
+            enable_version_counter=False,  # last.ckpt is also written by PeriodicCheckpoint: overwrite, no last-v1
         ),
         LearningRateMonitor(logging_interval="step"),
     ]
@@ -223,6 +243,8 @@ def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, cfg.log_every_n_steps)))
     if cfg.max_time_minutes and cfg.schedule == "cosine":
         callbacks.append(TimeBudgetSchedule())
+    if cfg.checkpoint_every_minutes:
+        callbacks.append(PeriodicCheckpoint(checkpoint_dir(cfg) / "last.ckpt", cfg.checkpoint_every_minutes))
     return callbacks
 
 
@@ -256,20 +278,21 @@ def make_trainer(
         enable_progress_bar=progress_bar,
         num_sanity_val_steps=1,
         use_distributed_sampler=False,  # the bucketing batch sampler splits the batches between ranks itself
+        reload_dataloaders_every_n_epochs=1 if cfg.curriculum else 0,  # a curriculum's stage changes the batches
     )
+    if cfg.val_check_interval:
+        kwargs.update(val_check_interval=cfg.val_check_interval, check_val_every_n_epoch=None)
     kwargs.update(overrides)
     return L.Trainer(**kwargs)
 
 
 def find_data(cfg: Config) -> Path:
-    """The dataset folder of ``cfg``, generating the synthetic set first when that is what it names."""
-    try:
-        from i2l.data.synth import ensure_dataset
-    except ImportError:  # pragma: no cover - the generator is part of the package
-        ensure_dataset = None
-    path = ensure_dataset(cfg) if ensure_dataset is not None else cfg.data_path
-    path = Path(path)
-    if not path.is_dir() or not any(path.glob("*formulas.norm.lst")):
+    """The dataset folder of ``cfg`` (one dataset, or a folder of ``shard-*`` datasets), generating the synthetic
+    set first when that is what it names."""
+    from i2l.data.synth import ensure_dataset, shard_dirs
+
+    path = Path(ensure_dataset(cfg))
+    if not shard_dirs(path):
         raise I2LError(
             f"no dataset found at {path} (it needs formulas.norm.lst, the split lists and images_processed/): "
             f"run `i2l data download --dest {cfg.data_dir}` for Im2Latex-100K, `i2l data synth --out "
@@ -314,6 +337,44 @@ def _check_resume(cfg: Config, last: Path, vocab: Vocab) -> None:
             f"from the checkpoint's ({len(old_vocab)} tokens; e.g. new tokens {missing}); resume with the data the "
             "run started on, or start a new run with another --run-name"
         )
+
+
+def warm_start(model: Im2LatexModel, cfg: Config, vocab: Vocab, source: str) -> dict[str, int]:
+    """Load the weights of ``source`` ("pretrained": the shipped model; else a .ckpt or .pt path) into ``model``.
+
+    The network must have the same shape (:data:`ARCHITECTURE_FIELDS`); the vocabularies may differ: the rows of
+    the embedding and the output layer are copied token by token, and new tokens keep their fresh
+    initialisation. Returns ``{"tokens": copied, "new_tokens": n}``."""
+    if source == PRETRAINED:
+        from i2l.pretrained import read_pretrained
+
+        ckpt, where = read_pretrained(), "the shipped model"
+    else:
+        ckpt, where = read_checkpoint(source), str(source)
+    old_cfg, old_vocab_dict, state = checkpoint_parts(ckpt)
+    changed = [f for f in ARCHITECTURE_FIELDS if f in old_cfg and old_cfg[f] != getattr(cfg, f)]
+    if changed:
+        diff = ", ".join(f"{f}: {old_cfg[f]} -> {getattr(cfg, f)}" for f in changed)
+        raise I2LError(f"cannot warm-start from {where}: its network differs from this config's ({diff}); use "
+                       "the preset it was trained with, or start without init_from")
+    old_vocab = Vocab.from_dict(old_vocab_dict)
+    rows = {"decoder.embedding.weight", "decoder.output.weight", "decoder.output.bias"}
+    own = model.state_dict()
+    merged = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if k not in rows}
+    shared = [(i, old_vocab.stoi[t]) for i, t in enumerate(vocab.itos) if t in old_vocab.stoi]
+    new_idx = torch.tensor([i for i, _ in shared])
+    old_idx = torch.tensor([j for _, j in shared])
+    for key in rows:
+        if key not in state:
+            raise I2LError(f"cannot warm-start from {where}: it has no {key}; it was written by another i2l")
+        tensor = own[key].clone()
+        tensor[new_idx] = state[key].float()[old_idx]
+        merged[key] = tensor
+    result = model.load_state_dict(merged, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise I2LError(f"cannot warm-start from {where}: it was written by another version of the i2l model "
+                       f"(missing {result.missing_keys[:2]}, unexpected {result.unexpected_keys[:2]})")
+    return {"tokens": len(shared), "new_tokens": len(vocab) - len(shared)}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -380,6 +441,9 @@ def fit(
         vocab.save(cfg.run_dir / "vocab.json")
 
     lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict())
+    if cfg.init_from and not resume:
+        copied = warm_start(lit.model, cfg, vocab, cfg.init_from)
+        print(f"warm start from {cfg.init_from}: {copied['tokens']} tokens kept, {copied['new_tokens']} new")
     if cfg.compile:
         lit.compile_model()
     trainer = make_trainer(cfg, resume=bool(resume), progress_bar=progress_bar, extra_callbacks=extra_callbacks,
@@ -436,5 +500,5 @@ def find_checkpoint(cfg: Config, train_if_missing: bool = True) -> Path:
 __all__ = [
     "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_checkpoint", "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
-    "ResumableCSVLogger",
+    "ResumableCSVLogger", "PeriodicCheckpoint", "warm_start",
 ]

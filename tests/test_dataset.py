@@ -135,7 +135,8 @@ def test_train_augmentation_keeps_white_background():
     torch.manual_seed(0)
     outs = [train_transform()(img) for _ in range(8)]
     assert all(o.dtype == torch.float32 and o.shape[0] == 1 and 0 <= o.min() and o.max() <= 1 for o in outs)
-    assert all(o[0, 0, :].mean() > 0.9 for o in outs)  # top row still (nearly) white
+    # the top row stays paper: white, or off-white where RandomPaper drew a paper level (at least 0.82)
+    assert all(o[0, 0, :].mean() > 0.8 for o in outs)
     base = eval_transform()(img)
     assert any(o.shape != base.shape or not torch.equal(o, base) for o in outs)
 
@@ -180,7 +181,7 @@ def test_unreadable_image_is_skipped_with_a_warning(data_dir, caplog):
     ds = Im2LatexDataset(samples, Vocab.build(s.tokens for s in samples))
     with caplog.at_level(logging.WARNING):
         item = ds[1]
-    assert item["name"] == "i2.png" and ds.bad_images == {"i1.png"}
+    assert item["name"] == "i2.png" and ds.bad_images == {str(data_dir / "images_processed" / "i1.png")}
     assert "i1.png" in caplog.text and "unreadable" in caplog.text
 
 

@@ -45,21 +45,71 @@ class RandomScale(torch.nn.Module):
         return v2.functional.resize(images, size, antialias=True).clamp_(0.0, 1.0)
 
 
+class RandomStroke(torch.nn.Module):
+    """Bolder or thinner strokes: the image blended with its 3x3 minimum (ink spreads) or maximum (ink shrinks)
+    by a random weight up to ``amount``, as other fonts, renderers and scanners draw a formula."""
+
+    def __init__(self, amount: float = 0.6) -> None:
+        super().__init__()
+        self.amount = amount
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        weight = self.amount * float(torch.rand(()))
+        x = images.unsqueeze(0) if images.dim() == 3 else images
+        if float(torch.rand(())) < 0.5:
+            pooled = -F.max_pool2d(-x, 3, stride=1, padding=1)  # bolder: the darkest neighbour
+        else:
+            pooled = F.max_pool2d(x, 3, stride=1, padding=1)  # thinner: the lightest neighbour
+        out = torch.lerp(x, pooled, weight)
+        return out.squeeze(0) if images.dim() == 3 else out
+
+
+class RandomPaper(torch.nn.Module):
+    """Off-white paper and grey ink: pixel values mapped from [0, 1] to [ink, paper], each drawn at random."""
+
+    def __init__(self, paper: tuple[float, float] = (0.82, 1.0), ink: tuple[float, float] = (0.0, 0.3)) -> None:
+        super().__init__()
+        self.paper, self.ink = paper, ink
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        hi = self.paper[0] + (self.paper[1] - self.paper[0]) * float(torch.rand(()))
+        lo = self.ink[0] + (self.ink[1] - self.ink[0]) * float(torch.rand(()))
+        return (lo + (hi - lo) * images).clamp_(0.0, 1.0)
+
+
+class RandomJPEG(torch.nn.Module):
+    """JPEG compression at a random quality in ``quality`` (:class:`torchvision.transforms.v2.JPEG` on the
+    8-bit image), for photographed and re-encoded screenshots."""
+
+    def __init__(self, quality: tuple[int, int] = (30, 95)) -> None:
+        super().__init__()
+        self.jpeg = v2.JPEG(quality=quality)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        eight_bit = (images.clamp(0.0, 1.0) * 255).round().to(torch.uint8)
+        return self.jpeg(eight_bit).to(torch.float32) / 255
+
+
 def eval_transform() -> v2.Compose:
     """Deterministic: PIL 'L' image -> float tensor (1, H, W) in [0, 1], white = 1.0."""
     return v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
 
 
 def train_transform() -> v2.Compose:
-    """Augmentation: scale jitter, small affine (white fill), blur and noise; then as :func:`eval_transform`."""
+    """Augmentation for real inputs: scale jitter (the spread of :func:`i2l.preprocess.stroke_width`'s scale
+    estimate), a small affine with sub-pixel shifts (white fill), bolder and thinner strokes, blur, off-white
+    paper, noise and JPEG; the values stay in [0, 1] with white = 1.0 as in :func:`eval_transform`."""
     return v2.Compose([
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
-        v2.RandomApply([RandomScale(0.85, 1.1)], p=0.5),
+        v2.RandomApply([RandomScale(0.85, 1.15)], p=0.5),
         v2.RandomApply([v2.RandomAffine(degrees=1.5, translate=(0.02, 0.04), scale=(0.95, 1.02),
                                         shear=(-4.0, 4.0), fill=1.0)], p=0.5),
+        v2.RandomApply([RandomStroke(0.6)], p=0.3),
         v2.RandomApply([v2.GaussianBlur(kernel_size=3, sigma=(0.1, 0.7))], p=0.3),
+        v2.RandomApply([RandomPaper()], p=0.2),
         v2.RandomApply([v2.GaussianNoise(mean=0.0, sigma=0.03, clip=True)], p=0.3),
+        v2.RandomApply([RandomJPEG()], p=0.2),
     ])
 
 
@@ -90,8 +140,8 @@ class Im2LatexDataset(Dataset):
             try:
                 img = sample_image(sample)
             except I2LError as exc:
-                if sample.name not in self.bad_images:
-                    self.bad_images.add(sample.name)
+                if str(sample.image_path) not in self.bad_images:  # shards repeat file names
+                    self.bad_images.add(str(sample.image_path))
                     log.warning("%s; using the next sample instead", exc)
                 continue
             return {
@@ -164,19 +214,21 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     With ``shuffle`` the groups and the batch order are shuffled anew each epoch, deterministically from
     ``seed`` and the epoch (``set_epoch``, called by Lightning; else incremented after each pass). Without
-    it, batches come in key order (evaluation). Under ``torch.distributed`` each rank takes every
+    it, batches come in key order (evaluation). ``indices`` restricts the batches to those samples (a curriculum). Under ``torch.distributed`` each rank takes every
     ``num_replicas``-th batch (use ``Trainer(use_distributed_sampler=False)``): when shuffling, the batches
     that do not divide evenly are left out so that all ranks step together; for evaluation none is left out.
     """
 
     def __init__(self, keys: Sequence, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, num_replicas: int | None = None, rank: int | None = None) -> None:
+                 drop_last: bool = False, num_replicas: int | None = None, rank: int | None = None,
+                 indices: Sequence[int] | None = None) -> None:
         if batch_size < 1:
             raise I2LError(f"batch_size must be at least 1, got {batch_size}")
         if isinstance(keys, Sampler):
             raise I2LError("BucketBatchSampler takes one size key per sample and shards itself across processes; "
                            "create the Trainer with use_distributed_sampler=False")
         self.keys = list(keys)
+        self.indices = list(range(len(self.keys))) if indices is None else list(indices)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.num_replicas = num_replicas or (torch.distributed.get_world_size() if dist else 1)
@@ -190,8 +242,8 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         groups: dict = defaultdict(list)
-        for i, key in enumerate(self.keys):
-            groups[key].append(i)
+        for i in self.indices:
+            groups[self.keys[i]].append(i)
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
         batches = []
         for key in sorted(groups):
@@ -234,6 +286,18 @@ def padding_fraction(batches: Sequence[Sequence[int]], sizes: Sequence[tuple[int
 
 
 # ============================================================================ DataModule
+def vocabulary(cfg: Config, formulas) -> Vocab:
+    """The vocabulary of a run: ``cfg.vocab == "grammar"``: every token of :func:`i2l.data.grammar.grammar_tokens`
+    (fixed, whatever data a resumed run sees); ``"data"``: the tokens of ``formulas`` seen ``cfg.min_freq`` times."""
+    if cfg.vocab == "grammar":
+        from i2l.data.grammar import grammar_tokens
+
+        return Vocab(grammar_tokens(), min_freq=1)
+    if cfg.vocab != "data":
+        raise I2LError(f"unknown vocab {cfg.vocab!r} in the config: use 'data' or 'grammar'")
+    return Vocab.build(formulas, min_freq=cfg.min_freq)
+
+
 class Im2LatexDataModule(L.LightningDataModule):
     """Train/validate/test loaders of a dataset folder (processed layout, official or synthetic; raw works too).
 
@@ -262,9 +326,12 @@ class Im2LatexDataModule(L.LightningDataModule):
                 return
             ensure_dataset(self.cfg)
 
-    def _load(self, split: str, formulas: list[str]) -> list[Sample]:
-        samples, report = load_split_report(self.data_dir, split, formulas=formulas)
-        self.reports[split] = report
+    def _load(self, folder: Path, split: str, formulas: list[str]) -> list[Sample]:
+        samples, report = load_split_report(folder, split, formulas=formulas)
+        if split in self.reports:
+            self.reports[split].merge(report)
+        else:
+            self.reports[split] = report
         if report.skipped:
             log.warning(report.summary())
         return samples
@@ -278,50 +345,76 @@ class Im2LatexDataModule(L.LightningDataModule):
         return kept[:limit] if limit is not None else kept
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the splits, filter, build the vocabulary and the datasets (once)."""
+        """Read the splits (of every shard), filter, build the vocabulary and the datasets (once)."""
         if self.train_set is not None:
             return
         if self.trainer is None:  # used on its own; under a Trainer, Lightning calls prepare_data itself
             self.prepare_data()
-        layout = find_layout(self.data_dir)
-        formulas = read_formulas(layout.formulas)
+        from i2l.data.synth import shard_dirs
+
         cfg = self.cfg
-        train = self._filter("train", self._load("train", formulas), cfg.limit_train)
-        val = self._filter("validate", self._load("validate", formulas), cfg.limit_val)
+        found: dict[str, list[Sample]] = {"train": [], "validate": [], "test": []}
+        names = None
+        for folder in shard_dirs(self.data_dir) or [self.data_dir]:
+            layout = find_layout(folder)
+            names = names or layout.formulas.name
+            formulas = read_formulas(layout.formulas)
+            found["train"] += self._load(folder, "train", formulas)
+            found["validate"] += self._load(folder, "validate", formulas)
+            if layout.split_file("test").is_file():
+                found["test"] += self._load(folder, "test", formulas)  # unfiltered: evaluation sees every test image
+        train = self._filter("train", found["train"], cfg.limit_train)
+        val = self._filter("validate", found["validate"], cfg.limit_val)
         if not train:
             raise I2LError(f"{self.data_dir}: no training samples left (see the warnings above)")
-        test: list[Sample] = []
-        if layout.split_file("test").is_file():
-            test = self._load("test", formulas)  # unfiltered: evaluation sees every test image
-            test = test[: cfg.limit_test] if cfg.limit_test is not None else test
+        test = found["test"][: cfg.limit_test] if cfg.limit_test is not None else found["test"]
         if self.vocab is None:
-            self.vocab = Vocab.build((s.tokens for s in train), min_freq=cfg.min_freq)
+            self.vocab = vocabulary(cfg, (s.tokens for s in train))
         augment = train_transform() if cfg.augment else eval_transform()
         self.train_set = Im2LatexDataset(train, self.vocab, augment, split="train")
         self.val_set = Im2LatexDataset(val, self.vocab, eval_transform(), split="validate")
         self.test_set = Im2LatexDataset(test, self.vocab, eval_transform(), split="test") if test else None
         for ds in (self.val_set, self.test_set):
             if ds is not None and len(ds):
-                rep = ds.unknown_report(formulas_file=layout.formulas.name)
+                rep = ds.unknown_report(formulas_file=names)
                 if rep["unknown_tokens"]:
                     log.warning("%s: %d of %d tokens (%.2f%%) are outside the vocabulary, e.g. %s", ds.split,
                                 rep["unknown_tokens"], rep["tokens"], 100 * rep["unknown_rate"],
                                 "; ".join(rep["examples"][:3]))
 
-    def _loader(self, ds: Im2LatexDataset | None, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Im2LatexDataset | None, split: str, batch_size: int, shuffle: bool,
+                indices: Sequence[int] | None = None) -> DataLoader:
         if ds is None:
             if self.train_set is None:
                 raise I2LError("call setup() before asking for a dataloader")
             raise I2LError(f"{self.data_dir}: no {split} split in this dataset folder")
-        sampler = BucketBatchSampler(ds.bucket_keys, batch_size, shuffle=shuffle, seed=self.cfg.seed)
+        sampler = BucketBatchSampler(ds.bucket_keys, batch_size, shuffle=shuffle, seed=self.cfg.seed,
+                                     indices=indices)
         workers = self.cfg.num_workers
         return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                           pin_memory=self.cfg.pin_memory, persistent_workers=workers > 0,
                           generator=torch.Generator().manual_seed(self.cfg.seed))
 
+    def curriculum_indices(self, epoch: int) -> list[int] | None:
+        """The training samples of ``epoch`` under ``cfg.curriculum`` (formulas of at most
+        :meth:`Config.max_len_at` tokens); None when every sample is used."""
+        if self.train_set is None:
+            raise I2LError("call setup() before asking for a dataloader")
+        cap = self.cfg.max_len_at(epoch)
+        if cap >= self.cfg.max_len:
+            return None
+        kept = [i for i, ids in enumerate(self.train_set.token_ids) if len(ids) - 2 <= cap]
+        if not kept:
+            raise I2LError(f"the curriculum's stage of epoch {epoch} (at most {cap} tokens) leaves no training "
+                           "formula: start the curriculum at a longer length")
+        return kept
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled size-bucketed batches of ``cfg.batch_size`` with augmentation (when ``cfg.augment``)."""
-        return self._loader(self.train_set, "train", self.cfg.batch_size, shuffle=True)
+        """Shuffled size-bucketed batches of ``cfg.batch_size`` with augmentation (when ``cfg.augment``); with a
+        curriculum, only the formulas of the current epoch's length (the Trainer reloads it every epoch)."""
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        indices = self.curriculum_indices(epoch) if self.cfg.curriculum else None
+        return self._loader(self.train_set, "train", self.cfg.batch_size, shuffle=True, indices=indices)
 
     def val_dataloader(self) -> DataLoader:
         """Deterministic size-bucketed batches of ``cfg.eval_batch_size``."""
@@ -334,5 +427,5 @@ class Im2LatexDataModule(L.LightningDataModule):
 
 __all__ = [
     "Im2LatexDataset", "Im2LatexDataModule", "BucketBatchSampler", "collate", "eval_transform",
-    "train_transform", "RandomScale", "padding_fraction",
+    "train_transform", "RandomScale", "RandomStroke", "RandomPaper", "RandomJPEG", "padding_fraction", "vocabulary",
 ]

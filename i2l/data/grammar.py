@@ -463,6 +463,42 @@ def generate_formulas(n: int, seed: int = 0, max_len: int | None = None, level: 
     return FormulaGenerator(seed=seed, max_len=max_len, level=level).generate(n)
 
 
+# ============================================================================ the token set
+#: Tokens the generator writes outside the tables above: digits, groups and scripts, alignment, and the
+#: commands of its structures (fractions, roots, arrays, fonts, styles).
+STRUCTURE_TOKENS = (
+    *"0123456789", "{", "}", "_", "^", "&", "\\\\", "\\frac", "\\sqrt", "\\binom", "\\stackrel",
+    "\\begin{array}", "\\end{array}", "\\begin{matrix}", "\\end{matrix}", "\\mathrm", "\\mathbf",
+    "\\mathcal", "\\cal", "\\bf", "\\mathsf", "\\boldsymbol", "\\operatorname", "\\operatorname*",
+    "\\displaystyle", "\\textstyle", "\\scriptstyle",
+)
+
+#: Tokens of real formulas kept in the fixed vocabulary ahead of the generator structures that will write them,
+#: so that a long training run's vocabulary stays the same while the generator grows.
+RESERVED_TOKENS = (
+    ":", "\\hspace", "\\boldmath", "\\not", "\\Bigg", "\\it", "\\rm", "\\sf", "\\textrm", "\\text",
+    "\\mathit", "\\mathbb", "\\phantom", "\\underbrace", "\\overbrace", "\\begin{cases}", "\\end{cases}",
+    "\\scriptscriptstyle", "\\nonumber", "\\uparrow", "\\downarrow", "\\Longleftrightarrow",
+    "\\overrightarrow", "\\lfloor", "\\rfloor", "\\lceil", "\\rceil", "\\ddots", "\\Vert", "\\hline",
+    "\\atop", "\\left\\vert", "\\right\\vert", "\\left\\|", "\\right\\|", "\\left[", "\\right/",
+    "\\bigcirc", "\\ni", "\\colon", "\\varphi", "\\Bigl", "\\Bigr", "\\bigl", "\\bigr", "\\biggl",
+    "\\biggr", "\\Biggl", "\\Biggr", "\\big", "\\Big", "\\bigg",
+)
+
+
+def grammar_tokens() -> list[str]:
+    """Every token the generator can write (both levels), sorted: a fixed vocabulary that does not depend on
+    which formulas a dataset happens to hold (``Config.vocab = "grammar"``)."""
+    tables = [GREEK, SPECIAL, BINARY, RELATION, SPACING, PUNCT_END, ACCENT, FUNCTIONS, LIMIT_OPS, BIGOPS,
+              MATHRM_WORDS, SUFFIX_SYMBOLS, DOTS, MISC_ATOMS]
+    tokens = set(LOWER) | set(UPPER) | set(STRUCTURE_TOKENS) | set(RESERVED_TOKENS)
+    for table in tables:
+        tokens.update(t for entry, weight in table.items() if weight > 0 for t in entry.split())
+    for opening, closing, _weight in BRACKETS:
+        tokens.update(opening.split() + closing.split())
+    return sorted(tokens)
+
+
 # ============================================================================ statistics
 STRUCTURES: dict[str, str] = {
     "fraction": r"\\frac ",
@@ -541,5 +577,5 @@ def real_formulas_path() -> Path:
         "val.formulas.norm.txt"
 
 
-__all__ = ["FormulaGenerator", "LEVELS", "BASIC_TABLES", "BASIC_LENGTH", "TERM_WEIGHTS", "generate_formulas",
+__all__ = ["FormulaGenerator", "grammar_tokens", "STRUCTURE_TOKENS", "RESERVED_TOKENS", "LEVELS", "BASIC_TABLES", "BASIC_LENGTH", "TERM_WEIGHTS", "generate_formulas",
            "compare_statistics", "real_formulas_path", "STRUCTURES"]

@@ -70,6 +70,13 @@ class LoadReport:
         if len(self.messages) <= _MAX_LOGGED:
             log.warning(message)
 
+    def merge(self, other: LoadReport) -> None:
+        """Add the counts and messages of ``other`` (the same split of another shard)."""
+        for kind in ("lines", "loaded", "empty_formulas", "missing_images", "empty_images", "bad_lines",
+                     "bad_indices"):
+            setattr(self, kind, getattr(self, kind) + getattr(other, kind))
+        self.messages += other.messages
+
     def summary(self) -> str:
         """One line: loaded and skipped counts by reason."""
         reasons = {k: getattr(self, k) for k in ("empty_formulas", "missing_images", "empty_images",

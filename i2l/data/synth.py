@@ -76,11 +76,12 @@ def _split_names(names: list[str], seed: int) -> dict[str, list[str]]:
 
 def make_dataset(out: str | Path, n: int = 4000, seed: int = 0, formulas_file: str | Path | None = None,
                  backend: str = "auto", workers: int | None = None, overwrite: bool = False,
-                 max_len: int | None = None, progress: bool | None = None, level: str = "full") -> Path:
+                 max_len: int | None = None, progress: bool | None = None, level: str = "full",
+                 mean_len: float | None = None, std_len: float | None = None) -> Path:
     """Render a dataset in the processed Im2Latex layout at ``out``; returns ``out``.
 
-    ``n`` generated formulas (seeded; at most ``max_len`` tokens; ``level`` "full" or "basic", see
-    :class:`FormulaGenerator`), or every formula of ``formulas_file``
+    ``n`` generated formulas (seeded; at most ``max_len`` tokens; ``level`` "full" or "basic" and the target
+    length ``mean_len`` / ``std_len``, see :class:`FormulaGenerator`), or every formula of ``formulas_file``
     (one per line; blank and non-UTF-8 lines are skipped with a count; ``n`` is then ignored). Formulas
     that fail to render are dropped (generated ones are replaced). Splits train/validate/test 80/10/10.
     Built in a temporary folder beside ``out`` and renamed into place: never a half-written dataset.
@@ -96,14 +97,14 @@ def make_dataset(out: str | Path, n: int = 4000, seed: int = 0, formulas_file: s
     report: dict = {"backend": backend, "seed": seed, "source": str(formulas_file) if formulas_file else
                     "generated", "failed": {}}
     if formulas_file is None:
-        report["level"] = level
+        report.update(level=level, mean_len=mean_len, std_len=std_len)
     if formulas_file is not None:
         formulas, skipped = read_formula_file(formulas_file)
         report["skipped_lines"] = {k: len(v) for k, v in skipped.items()}
     else:
         if n < 1:
             raise I2LError(f"n must be at least 1 (got {n})")
-        generator = FormulaGenerator(seed=seed, max_len=max_len, level=level)
+        generator = FormulaGenerator(seed=seed, max_len=max_len, level=level, mean_len=mean_len, std_len=std_len)
         formulas = generator.generate(n)
     report["requested"] = len(formulas)
 
@@ -166,26 +167,78 @@ def make_dataset(out: str | Path, n: int = 4000, seed: int = 0, formulas_file: s
     return out
 
 
+SHARD_PREFIX = "shard-"
+
+
+def shard_dirs(path: str | Path) -> list[Path]:
+    """The datasets that make up ``path``: ``[path]`` when it is one, else its complete ``shard-*`` sub-folders
+    in order (empty when there are none)."""
+    path = Path(path)
+    if is_dataset(path):
+        return [path]
+    if not path.is_dir():
+        return []
+    shards = [p for p in path.glob(SHARD_PREFIX + "*") if p.is_dir() and is_dataset(p)
+              and p.name[len(SHARD_PREFIX):].isdigit()]
+    return sorted(shards, key=lambda p: int(p.name[len(SHARD_PREFIX):]))
+
+
+def _requested(shard: Path) -> int | None:
+    """How many formulas a shard was made for (its ``synth_report.json``), None when it does not say."""
+    try:
+        return int(json.loads((shard / "synth_report.json").read_text())["requested"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def make_shards(out: str | Path, n: int, shard_size: int, seed: int = 0, **kwargs) -> Path:
+    """``n`` generated formulas as ``ceil(n / shard_size)`` datasets ``out/shard-000``, ``out/shard-001``, ...
+
+    Shard ``k`` is :func:`make_dataset` with seed ``seed + k`` (``kwargs`` as there). Shards that are already
+    complete are kept, so an interrupted run resumes with the next one, and a larger ``n`` adds shards.
+    """
+    if shard_size < 1 or n < 1:
+        raise I2LError(f"n and shard_size must be at least 1 (got n={n}, shard_size={shard_size})")
+    out = Path(out)
+    count = -(-n // shard_size)
+    for k in range(count):
+        shard = out / f"{SHARD_PREFIX}{k:03d}"
+        size = min(shard_size, n - k * shard_size)
+        if is_dataset(shard) and _requested(shard) in (None, size):
+            continue  # complete (a last shard made for a smaller n is made again at its new size)
+        log.info("rendering shard %d of %d (%d formulas) into %s", k + 1, count, size, shard)
+        make_dataset(shard, n=size, seed=seed + k, overwrite=shard.exists(), **kwargs)
+    return out
+
+
 def ensure_dataset(cfg) -> Path:
     """``cfg.data_path``, generating the synthetic set there (``cfg.synth_size`` formulas) if missing.
 
-    Only a synthetic path (its folder name starts with ``synth``) is generated; for any other missing path
-    an :class:`I2LError` says how to get the data.
+    With ``cfg.synth_shard_size`` the set is made of shards (:func:`make_shards`) and the missing ones are
+    rendered. Only a synthetic path (its folder name starts with ``synth``) is generated; for any other missing
+    path an :class:`I2LError` says how to get the data.
     """
     path = cfg.data_path
-    if is_dataset(path):
+    shards = cfg.synth_shard_size
+    wanted = -(-cfg.synth_size // shards) if shards else 1
+    found = shard_dirs(path)
+    if is_dataset(path) or (found and (not shards or len(found) >= wanted)):
         return path
     if not path.name.startswith("synth"):
         raise I2LError(f"no dataset at {path}: download Im2Latex-100K with `i2l data download --dest {path}`, "
                        "or point data_dir at a synthetic set (e.g. data/synth) to generate one")
     log.info("generating %d synthetic formulas (level %s) into %s", cfg.synth_size, cfg.synth_level, path)
+    options = dict(max_len=cfg.max_len, level=cfg.synth_level, mean_len=cfg.synth_mean_len,
+                   std_len=cfg.synth_std_len)
     try:
-        return make_dataset(path, n=cfg.synth_size, seed=0, max_len=cfg.max_len, level=cfg.synth_level)
+        if shards:
+            return make_shards(path, n=cfg.synth_size, shard_size=shards, seed=cfg.synth_seed, **options)
+        return make_dataset(path, n=cfg.synth_size, seed=cfg.synth_seed, **options)
     except I2LError:
         if is_dataset(path):  # another process made it meanwhile
             return path
         raise
 
 
-__all__ = ["make_dataset", "ensure_dataset", "read_formula_file", "is_dataset", "SPLIT_FRACTIONS",
+__all__ = ["make_dataset", "make_shards", "shard_dirs", "SHARD_PREFIX", "ensure_dataset", "read_formula_file", "is_dataset", "SPLIT_FRACTIONS",
            "MAX_IMAGE_SIZE"]
