@@ -210,7 +210,7 @@ class TimeBudgetSchedule(Callback):
 
 class PeriodicCheckpoint(Callback):
     """Writes ``last.ckpt`` every ``minutes`` of training, between the end-of-epoch checkpoints, so that a long
-    epoch stopped from outside loses at most that much work."""
+    epoch stopped from outside loses at most that much work, and once more when training ends."""
 
     def __init__(self, path: Path, minutes: float) -> None:
         self.path, self.seconds = Path(path), 60.0 * minutes
@@ -225,6 +225,10 @@ class PeriodicCheckpoint(Callback):
             return
         trainer.save_checkpoint(str(self.path))
         self._last = time.monotonic()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run that stops between validations (its time budget spent) keeps its last steps too."""
+        trainer.save_checkpoint(str(self.path))
 
 
 def make_callbacks(cfg: Config, progress_bar: bool = True) -> list[Callback]:

@@ -493,6 +493,8 @@ def test_periodic_checkpoint_waits_for_its_interval(tmp_path, monkeypatch):
         clock[0] = t
         cb.on_train_batch_end(trainer, None, None, None, 0)
     assert saved == [str(tmp_path / "last.ckpt")] * 2  # at 131 s and 162 s: every 30 s of training
+    cb.on_train_end(trainer, None)
+    assert len(saved) == 3  # and once more at the end, whenever it comes
 
 
 # ============================================================================ 7. CLI

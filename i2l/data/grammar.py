@@ -56,7 +56,8 @@ RELATION = {"=": 40, "\\equiv": 1.4, "\\approx": 0.4, "\\sim": 0.7, "\\simeq": 0
             "\\mapsto": 0.07, "\\Rightarrow": 0.08, "\\longrightarrow": 0.2, "\\leftrightarrow": 0.1,
             "\\Leftrightarrow": 0.03, "\\ll": 0.05, "\\gg": 0.08, "\\perp": 0.1, "\\parallel": 0.05,
             "\\cong": 0.03, "\\doteq": 0.03, "\\longleftrightarrow": 0.02, "\\Longrightarrow": 0.02,
-            ":=": 0.0}
+            ":=": 0.0, ":": 0.3}
+NEGATABLE = {"=", "\\in", "\\equiv", "\\sim", "\\subset", "<", ">"}  # relations written \not = ...
 SPACING = {"\\,": 10, "\\;": 5, "~": 4, "\\": 4, "\\quad": 2.5, "\\!": 1.2, "\\qquad": 1.5, "\\:": 0.6}
 PUNCT_END = {",": 6, ".": 5, ";": 0.3}
 ACCENT = {"\\bar": 9, "\\tilde": 7, "\\hat": 7, "\\vec": 4.5, "\\dot": 4, "\\overline": 2.5,
@@ -75,7 +76,8 @@ BRACKETS = [  # (open, close, weight)
     ("\\{", "\\}", 1.2), ("\\left\\{", "\\right\\}", 0.8), ("|", "|", 2), ("\\left|", "\\right|", 0.5),
     ("\\langle", "\\rangle", 2), ("\\left\\langle", "\\right\\rangle", 0.3), ("\\Big (", "\\Big )", 0.4),
     ("\\big (", "\\big )", 0.2), ("\\Bigl (", "\\Bigr )", 0.3), ("\\biggl [", "\\biggr ]", 0.2),
-    ("\\bigl (", "\\bigr )", 0.2), ("\\bigg (", "\\bigg )", 0.2), ("\\vert", "\\vert", 0.4),
+    ("\\bigl (", "\\bigr )", 0.2), ("\\Bigg (", "\\Bigg )", 0.1), ("\\Bigg [", "\\Bigg ]", 0.05),
+    ("\\bigg (", "\\bigg )", 0.2), ("\\vert", "\\vert", 0.4),
     ("\\lbrack", "\\rbrack", 0.1), ("\\left\\{", "\\right.", 0.4), ("\\left.", "\\right|", 0.3),
     ("\\mid", "\\mid", 0.3), ("\\|", "\\|", 0.15), ("\\lbrace", "\\rbrace", 0.05),
     ("\\left<", "\\right>", 0.1), ("\\Biggl (", "\\Biggr )", 0.1),
@@ -249,12 +251,28 @@ class FormulaGenerator:
         return out
 
     def _frac(self, depth: int) -> list[str]:
+        if not self.basic and self.chance(0.3):
+            return self._common_frac(depth)
         num = self.expression(depth + 1, self.rng.choice([1, 1, 1, 2, 2, 3]))
         den = self.expression(depth + 1, self.rng.choice([1, 1, 1, 2, 2, 3]))
         out = ["\\frac", "{", *num, "}", "{", *den, "}"]
         if not self.basic and self.chance(0.3):
             out = ["{", *out, "}"]
         return out
+
+    def _common_frac(self, depth: int) -> list[str]:
+        """The fractions real formulas repeat: numbers (``\\frac { 1 } { 2 }``), derivatives
+        (``\\frac { d } { d t }``, ``\\frac { \\partial f } { \\partial x }``), and one over a symbol."""
+        r = self.rng.random()
+        if r < 0.45:
+            num, den = self.rng.choice("1111123"), self.rng.choice("2222344")
+            return ["\\frac", "{", num, "}", "{", den if den != num else "2", "}"]
+        if r < 0.75:
+            d = "d" if self.chance(0.5) else "\\partial"
+            top = [d] if self.chance(0.5) else [d, *self.letter()]
+            out = ["\\frac", "{", *top, "}", "{", d, *self.letter(), "}"]
+            return out + (self.term(depth + 1) if len(top) == 1 and depth < 2 else [])
+        return ["\\frac", "{", "1", "}", "{", *self._symbol(depth + 1), "}"]
 
     def _sqrt(self, depth: int) -> list[str]:
         inner = self.expression(depth + 1, self.rng.choice([1, 1, 2, 3]))
@@ -346,6 +364,12 @@ class FormulaGenerator:
             body = ["{", "\\mathrm", "{", *self.pick("mathrm").split(), "}", "}"]
         else:
             body = ["\\boldsymbol" if self.chance(0.2) else "\\mathsf", "{", *self.letter(), "}"]
+        if self.chance(0.15):  # the older switches: { \it x }, { \rm d }, { \sf A }, \textrm { a b }, { \boldmath x }
+            switch = self.rng.choice(["\\it", "\\rm", "\\rm", "\\sf", "\\boldmath", "\\textrm"])
+            if switch == "\\textrm":
+                body = ["\\textrm", "{", *self.pick("mathrm").split(), "}"]
+            else:
+                body = ["{", switch, *(self.letter() if switch != "\\rm" else self.pick("mathrm").split()), "}"]
         return self.scripts(body, depth)
 
     def _array(self, depth: int) -> list[str]:
@@ -435,6 +459,8 @@ class FormulaGenerator:
             r = self.rng.random()
             if len(out) == relation_at and self.chance(0.97):
                 out += [self.pick("relation")] if self.chance(0.98) or self.basic else self._stackrel(1)
+                if not self.basic and out[-1] in NEGATABLE and self.chance(0.03):
+                    out.insert(len(out) - 1, "\\not")
             elif r < 0.04:
                 out += [self.pick("relation")]
             elif r < 0.07:  # a second equation
