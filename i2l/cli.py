@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from i2l.config import MAX_BEAM, PRESETS, SPLITS
+from i2l.config import MAX_BEAM, PRESETS, PRETRAINED, SPLITS
 from i2l.errors import I2LError
 
 
@@ -46,7 +46,7 @@ def _train_config(args: argparse.Namespace):
 
     overrides = {}
     for key in ("data_dir", "max_epochs", "devices", "num_nodes", "batch_size", "lr", "out_dir", "run_name",
-                "precision", "max_time_minutes", "num_workers", "seed"):
+                "precision", "max_time_minutes", "num_workers", "seed", "init_from"):
         value = getattr(args, key, None)
         if value is not None:
             overrides[key] = value
@@ -60,12 +60,21 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from i2l.train import fit
+    from i2l.train import fit, pick_cpu_threads
 
-    result = fit(_train_config(args), resume=args.resume)
+    cfg = _train_config(args)
+    if args.threads is not None or cfg.accelerator == "cpu" or not _has_accelerator():
+        pick_cpu_threads(args.threads)
+    result = fit(cfg, resume=args.resume)
     print(f"best checkpoint: {result.best_checkpoint}\nlast checkpoint: {result.last_checkpoint}\n"
           f"metrics: {result.metrics_csv}")
     return 0
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -79,12 +88,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from i2l.infer import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.load(args.checkpoint, device=args.device)
     results = predictor.predict(args.images, beam=args.beam, max_len=args.max_len, strict=False)
     failed = 0
     for path, res in zip(args.images, results):
         if args.json:
-            print(json.dumps({"image": str(path), **res.to_dict()}))
+            print(json.dumps({"image": str(path), **res.to_dict(), "model": predictor.model_name}))
         elif res.error:
             print(f"{path}\tERROR: {res.error}")
         else:
@@ -147,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from last.ckpt of the same run")
     t.add_argument("--max-epochs", type=int, default=None, help="stop after this many epochs")
     t.add_argument("--max-time-minutes", type=float, default=None,
-                   help="time budget: training stops (and the cosine schedule ends) when it runs out")
+                   help="time budget, resumed stretches included: training stops (and the cosine schedule ends) "
+                        "when it runs out")
     t.add_argument("--devices", default=None, help="number of devices (GPUs) or 'auto'; more than one trains with DDP")
     t.add_argument("--num-nodes", type=int, default=None, help="machines for multi-node DDP")
     t.add_argument("--batch-size", type=int, default=None, help="images per batch and device")
@@ -158,10 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out-dir", default=None, help="folder of the runs (default: runs/)")
     t.add_argument("--run-name", default=None, help="name of the run folder (default: the preset's name)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model before training")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: all cores, one when other processes keep the CPU busy)")
+    t.add_argument("--init-from", default=None,
+                   help="warm start a new run from 'pretrained' (the shipped model) or a .ckpt/.pt file")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")
-    e.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or a weights file (.pt)")
+    e.add_argument("--checkpoint", default=PRETRAINED,
+                    help="a training checkpoint (.ckpt) or a weights file (.pt); default: the shipped model")
     e.add_argument("--data", required=True, help="dataset folder (processed or raw layout)")
     e.add_argument("--split", choices=list(SPLITS), default="test", help="which split to read")
     e.add_argument("--beam", type=int, default=1, help=f"beam width, 1 (greedy) to {MAX_BEAM}")
@@ -176,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="transcribe images")
     pr.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) of formulas")
-    pr.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or a weights file (.pt)")
+    pr.add_argument("--checkpoint", default=PRETRAINED,
+                     help="a training checkpoint (.ckpt) or a weights file (.pt); default: the shipped model")
     pr.add_argument("--beam", type=int, default=1, help=f"beam width, 1 (greedy) to {MAX_BEAM}")
     pr.add_argument("--max-len", type=int, default=None, help="at most this many tokens (default: the model's)")
     pr.add_argument("--device", default="auto", help="cpu, cuda, mps or auto")
@@ -184,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("serve", help="serve the web API and page")
-    s.add_argument("--checkpoint", required=True, help="a training checkpoint (.ckpt) or a weights file (.pt)")
+    s.add_argument("--checkpoint", default=PRETRAINED,
+                    help="a training checkpoint (.ckpt) or a weights file (.pt); default: the shipped model")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.add_argument("--max-upload-mb", type=float, default=5.0, help="refuse uploads larger than this")

@@ -124,7 +124,7 @@ def evaluate(
     if beam_size < 1 or batch_size < 1:
         raise I2LError(f"beam_size ({beam_size}) and batch_size ({batch_size}) must be at least 1")
     start = time.time()
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, batch_size=batch_size)
+    predictor = Predictor.load(checkpoint, device=device, batch_size=batch_size)
     max_len = max_len or predictor.cfg.max_len
     samples, report = load_split_report(data_dir, split)
     if limit is not None:

@@ -1,6 +1,6 @@
 """The Predictor: a checkpoint in, LaTeX out, for the CLI, the web API and the notebook widgets alike.
 
->>> predictor = Predictor.from_checkpoint("runs/cpu/checkpoints/best.ckpt")
+>>> predictor = Predictor.pretrained()  # the shipped model; or Predictor.from_checkpoint("runs/cpu/checkpoints/best.ckpt")
 >>> [result] = predictor.predict(["formula.png"], beam=5)
 >>> result.latex, result.candidates[0].score
 
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from i2l.checkpoint import load_checkpoint
-from i2l.config import MAX_BEAM, Config
+from i2l.config import MAX_BEAM, PRETRAINED, Config
 from i2l.decoding import cross_attention_maps, decode
 from i2l.errors import I2LError
 from i2l.images import ImageSource, load_image, to_batch, to_gray
@@ -89,7 +89,8 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, vocab: Vocab, cfg: Config, device: str | torch.device = "auto",
                  batch_size: int = 16, page_glyph_height: float = PAGE_GLYPH_HEIGHT,
-                 scales: Sequence[float] = (1.0,)) -> None:
+                 scales: Sequence[float] = (1.0,), model_name: str | None = None) -> None:
+        self.model_name = model_name or cfg.name  # which model answers: the doors report it
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.vocab = vocab
@@ -103,7 +104,26 @@ class Predictor:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
         """Load a training checkpoint or a weights file (:mod:`i2l.checkpoint`); config and vocabulary come from it."""
         model, vocab, cfg = load_checkpoint(path, map_location="cpu")
-        return cls(model, vocab, cfg, device=device, **kwargs)
+        return cls(model, vocab, cfg, device=device, **{"model_name": str(path), **kwargs})
+
+    @classmethod
+    def pretrained(cls, device: str | torch.device = "auto", weights_dir: str | Path | None = None,
+                   **kwargs: Any) -> Predictor:
+        """The shipped reference model (``i2l/weights``, checked against its SHA-256; see :mod:`i2l.pretrained`)."""
+        from i2l.pretrained import WEIGHTS_DIR, WEIGHTS_FILE, card
+
+        folder = Path(weights_dir or WEIGHTS_DIR)
+        info = card(folder)
+        model, vocab, cfg = load_checkpoint(folder / WEIGHTS_FILE.name, map_location="cpu", sha256=info["sha256"])
+        return cls(model, vocab, cfg, device=device, **{"model_name": info["name"], **kwargs})
+
+    @classmethod
+    def load(cls, source: str | Path = PRETRAINED, device: str | torch.device = "auto", **kwargs: Any) -> Predictor:
+        """``"pretrained"``: the shipped model (:meth:`pretrained`); else the checkpoint or weights file at ``source``
+        (:meth:`from_checkpoint`). What every door calls."""
+        if str(source) == PRETRAINED:
+            return cls.pretrained(device=device, **kwargs)
+        return cls.from_checkpoint(source, device=device, **kwargs)
 
     # ------------------------------------------------------------------ steps
     def prepare(self, image: ImageSource) -> Prepared:

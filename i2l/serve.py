@@ -1,8 +1,9 @@
-"""The web API and page: ``i2l serve --checkpoint CKPT`` (FastAPI + uvicorn).
+"""The web API and page: ``i2l serve`` (the shipped model) or ``i2l serve --checkpoint CKPT`` (FastAPI + uvicorn).
 
 - ``POST /predict``: multipart ``file`` (an image) and optional form field ``beam``; answers
-  ``{latex, tokens, token_scores, score, candidates: [{latex, score}], error, scale, filename}``.
-- ``GET /health``: ``{status, model, device, vocab_size}``.
+  ``{latex, tokens, token_scores, score, candidates: [{latex, score}], error, scale, filename, model}``, where
+  ``model`` says which model answered (the shipped model's name, or the checkpoint's path).
+- ``GET /health``: ``{status, model, preset, device, vocab_size}``.
 - ``GET /``: a page that uploads (or takes a pasted or dropped) image and shows the LaTeX rendered with KaTeX
   beside the raw text (the raw text alone when the CDN cannot be reached).
 
@@ -27,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from i2l.config import MAX_BEAM
 from i2l.errors import I2LError
-from i2l.infer import Predictor
+from i2l.infer import PRETRAINED, Predictor
 
 
 def page_html() -> str:
@@ -70,7 +71,8 @@ def create_app(predictor: Predictor, max_upload_mb: float = 5.0) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": predictor.cfg.name, "device": str(predictor.device),
+        return {"status": "ok", "model": predictor.model_name, "preset": predictor.cfg.name,
+                "device": str(predictor.device),
                 "vocab_size": len(predictor.vocab)}
 
     @app.post("/predict")
@@ -86,18 +88,19 @@ def create_app(predictor: Predictor, max_upload_mb: float = 5.0) -> FastAPI:
             result = predictor.predict([data], beam=beam)[0]
         except I2LError as exc:
             return _error(422, str(exc).replace("the uploaded file", repr(file.filename or "the upload")))
-        return JSONResponse({**result.to_dict(), "filename": file.filename})
+        return JSONResponse({**result.to_dict(), "filename": file.filename, "model": predictor.model_name})
 
     return app
 
 
-def run(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 5.0,
-        device: str = "auto") -> None:
-    """Load ``checkpoint`` and serve it with uvicorn (one process; the model behind a lock)."""
+def run(checkpoint: str | Path = PRETRAINED, host: str = "127.0.0.1", port: int = 8000,
+        max_upload_mb: float = 5.0, device: str = "auto") -> None:
+    """Load ``checkpoint`` (default: the shipped model) and serve it with uvicorn (one process; the model
+    behind a lock)."""
     import uvicorn
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
-    print(f"i2l: serving {checkpoint} ({predictor.cfg.name}, {predictor.device}) on http://{host}:{port}/")
+    predictor = Predictor.load(checkpoint, device=device)
+    print(f"i2l: serving {predictor.model_name} ({predictor.cfg.name}, {predictor.device}) on http://{host}:{port}/")
     uvicorn.run(create_app(predictor, max_upload_mb=max_upload_mb), host=host, port=port, log_level="warning")
 
 

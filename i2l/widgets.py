@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anywidget
@@ -22,7 +23,7 @@ import ipywidgets as W
 import traitlets
 from PIL import Image, ImageDraw
 
-from i2l.config import MAX_BEAM
+from i2l.config import MAX_BEAM, PRETRAINED
 from i2l.errors import I2LError
 from i2l.infer import PredictionResult, Predictor
 
@@ -228,7 +229,8 @@ class InferenceApp:
                 self.attention.append_display_data(self.attention_image(result))
             except Exception as exc:  # the prediction stands without its picture
                 self.attention.append_stdout(f"no attention map: {exc}\n")
-        self.status.value = f"{len(result.tokens)} tokens, score {result.score:.3f}"
+        model = html.escape(self.predictor.model_name)
+        self.status.value = f"{len(result.tokens)} tokens, score {result.score:.3f} (model {model})"
 
     def attention_image(self, result: PredictionResult) -> Any:
         """The attention maps of ``result`` as an IPython PNG image (via :func:`i2l.plots.evaluation.plot_attention`)."""
@@ -244,8 +246,11 @@ class InferenceApp:
         return IPImage(data=buf.getvalue(), format="png")
 
 
-def build_app(predictor: Predictor, beam: int = 1) -> InferenceApp:
-    """The notebook app for ``predictor``."""
+def build_app(predictor: Predictor | str | Path = PRETRAINED, beam: int = 1) -> InferenceApp:
+    """The notebook app for ``predictor``: a :class:`Predictor`, ``"pretrained"`` (the shipped model, the
+    default) or the path of a checkpoint (:meth:`Predictor.load`)."""
+    if not isinstance(predictor, Predictor):
+        predictor = Predictor.load(predictor)
     return InferenceApp(predictor, beam=beam)
 
 

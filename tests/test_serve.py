@@ -29,9 +29,10 @@ def post(client, data: bytes, name: str = "f.png", **form):
     return client.post("/predict", files={"file": (name, data, "image/png")}, data=form)
 
 
-def test_health_and_page(client: TestClient) -> None:
+def test_health_and_page(client: TestClient, predictor: Predictor) -> None:
     health = client.get("/health").json()
-    assert health["status"] == "ok" and health["model"] == "smoke" and health["vocab_size"] > 4
+    assert health["status"] == "ok" and health["preset"] == "smoke" and health["vocab_size"] > 4
+    assert health["model"] == predictor.model_name and health["model"].endswith("tiny.ckpt")
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert 'type="file"' in page.text and "katex" in page.text and 'id="latex"' in page.text
