@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from i2l.config import get_config
 from i2l.data.synth import make_dataset
-from i2l.lit import LitIm2Latex
-from i2l.train import choose_precision, make_datamodule
+from i2l.train import choose_precision, make_datamodule, time_steps
 
 IM2LATEX_TRAIN = 76_000
 
@@ -38,37 +36,6 @@ def batches_for(cfg, data: Path, n: int) -> tuple[list[dict], int]:
             if len(out) == n:
                 break
     return out, len(dm.vocab)
-
-
-def time_steps(cfg, batches: list[dict], vocab_size: int, device: str = "cpu") -> float:
-    """Images per second over ``batches`` (one untimed warm-up step first)."""
-    from i2l.tokenizer import Vocab
-
-    vocab = Vocab([f"t{i}" for i in range(vocab_size - 4)])
-    lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict()).to(device).train()
-    opt = torch.optim.AdamW(lit.parameters(), lr=cfg.lr)
-    precision = choose_precision(cfg) if device == "cuda" else "32-true"
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    scaler = torch.amp.GradScaler(enabled=dtype is torch.float16)
-
-    def step(batch: dict) -> None:
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _ = lit.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
-    step(batches[0])
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for batch in batches[1:]:
-        step(batch)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return sum(b["images"].size(0) for b in batches[1:]) / (time.perf_counter() - t0)
 
 
 def main() -> None:

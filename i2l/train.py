@@ -473,6 +473,70 @@ def fit(
     )
 
 
+def time_steps(cfg: Config, batches: list[dict], vocab_size: int, device: str = "cpu") -> float:
+    """Training images per second of ``cfg``'s model over ``batches``: forward, backward and an AdamW step each,
+    with the precision :func:`choose_precision` picks on a GPU (fp32 on the CPU); one untimed warm-up step first."""
+    vocab = Vocab([f"t{i}" for i in range(vocab_size - 4)])
+    lit = LitIm2Latex(cfg.to_dict(), vocab.to_dict()).to(device).train()
+    opt = torch.optim.AdamW(lit.parameters(), lr=cfg.lr)
+    precision = choose_precision(cfg) if device == "cuda" else "32-true"
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(enabled=dtype is torch.float16)
+
+    def step(batch: dict) -> None:
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, _ = lit.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    if len(batches) < 2:
+        raise I2LError("time_steps needs at least two batches: one to warm up, one to time")
+    step(batches[0])
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for batch in batches[1:]:
+        step(batch)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return sum(b["images"].size(0) for b in batches[1:]) / (time.perf_counter() - t0)
+
+
+def require_gpu(cfg: Config) -> str:
+    """The GPU's name; outside smoke mode, a clear :class:`I2LError` when there is none (a multi-epoch recipe
+    such as ``seed`` takes days on a CPU). Smoke runs are CPU-sized and pass."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    if cfg.smoke:
+        return "none (smoke mode: the smoke preset trains on the CPU)"
+    raise I2LError(
+        f"no GPU: the {cfg.name} preset trains {cfg.max_epochs} epochs, hours on a GPU and days on a CPU. On Colab "
+        "choose Runtime > Change runtime type > T4 GPU and run the notebook again; on a CPU, train the cpu preset "
+        "instead (setup('cpu'), minutes on synthetic formulas), or run it in smoke mode (I2L_SMOKE=1)"
+    )
+
+
+def estimate_fit_hours(cfg: Config, dm: Any, steps: int = 20) -> dict[str, float]:
+    """Time ``steps`` training steps of ``cfg`` on this machine's device, on ``dm``'s own training batches, and
+    extrapolate: ``{"images_per_s", "steps_per_epoch", "epoch_minutes", "hours"}`` for ``cfg.max_epochs`` epochs
+    (validation not included)."""
+    device = "cuda" if torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    batches: list[dict] = []
+    while len(batches) < steps + 1:
+        for batch in dm.train_dataloader():
+            batches.append(batch)
+            if len(batches) == steps + 1:
+                break
+    images_per_s = time_steps(cfg, batches, len(dm.vocab), device=device)
+    steps_per_epoch = len(dm.train_dataloader())
+    epoch_s = len(dm.train_set) / images_per_s
+    return {"images_per_s": images_per_s, "steps_per_epoch": float(steps_per_epoch), "epoch_minutes": epoch_s / 60,
+            "hours": epoch_s * cfg.max_epochs / 3600}
+
+
 def find_checkpoint(cfg: Config, train_if_missing: bool = True) -> Path:
     """The checkpoint of ``cfg``'s run (``cfg.run_dir/checkpoints/best.ckpt``, else ``last.ckpt``), as notebook
     04 writes it. When there is none and ``train_if_missing``, it says so and trains ``cfg`` first, with a
@@ -504,5 +568,5 @@ def find_checkpoint(cfg: Config, train_if_missing: bool = True) -> Path:
 __all__ = [
     "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_checkpoint", "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
-    "ResumableCSVLogger", "PeriodicCheckpoint", "warm_start",
+    "ResumableCSVLogger", "PeriodicCheckpoint", "warm_start", "time_steps", "require_gpu", "estimate_fit_hours",
 ]
