@@ -202,7 +202,8 @@ def main() -> None:
         scores = {"bleu": result["proxy"]["bleu"], "edit_accuracy": result["proxy"]["edit_accuracy"],
                   "exact_match": result["proxy"]["exact_match"], "n": result["proxy"]["n"],
                   "simple_exact": result["simple"]["exact"], "simple_bleu": result["simple"]["bleu"]}
-        shipped = ship(args.checkpoint, scores, result["training"])
+        log = Path(args.checkpoint).resolve().parent.parent / "metrics.csv"
+        shipped = ship(args.checkpoint, scores, result["training"], metrics_csv=log if log.is_file() else None)
         if shipped:
             from i2l.pretrained import model_name
 

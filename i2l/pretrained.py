@@ -5,7 +5,9 @@
 - ``reference.pt``: the weights file (:mod:`i2l.checkpoint` format: fp16 weights, config, vocabulary);
 - ``reference.json``: its card in numbers: ``sha256``, ``name``, the training it had (steps, CPU-hours, data)
   and the validation-proxy scores it was shipped with;
-- ``MODEL_CARD.md``: the model card for people.
+- ``MODEL_CARD.md``: the model card for people;
+- ``reference_metrics.csv``: the training log of its latest stretch (Lightning's ``metrics.csv``), for the
+  training curves of notebook 05.
 
 :func:`read_pretrained` reads the weights after checking the SHA-256 (a damaged or replaced file is refused
 before it is unpickled); :func:`ship` replaces them, only when a new checkpoint scores better on the proxy.
@@ -27,6 +29,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 WEIGHTS_FILE = WEIGHTS_DIR / "reference.pt"
 CARD_FILE = WEIGHTS_DIR / "reference.json"
 MODEL_CARD = WEIGHTS_DIR / "MODEL_CARD.md"
+TRAINING_LOG = WEIGHTS_DIR / "reference_metrics.csv"
 #: The proxy score that decides whether a new checkpoint replaces the shipped one (higher is better).
 SHIP_METRIC = "bleu"
 #: The simple-formula check (issue 13): this many short formulas of the generator's basic level, with a seed the
@@ -64,6 +67,19 @@ def read_pretrained(weights_dir: str | Path | None = None, map_location: str = "
     return read_checkpoint(folder / WEIGHTS_FILE.name, map_location, sha256=card(folder)["sha256"])
 
 
+def training_log(source: str | Path, weights_dir: str | Path | None = None) -> Path:
+    """The training log (``metrics.csv``) of a model: the shipped model's for ``"pretrained"``, else the one of the
+    run folder a checkpoint lies in (``runs/<name>/checkpoints/best.ckpt`` -> ``runs/<name>/metrics.csv``)."""
+    if str(source) == "pretrained":
+        path = Path(weights_dir or WEIGHTS_DIR) / TRAINING_LOG.name
+    else:
+        path = Path(source).resolve().parent.parent / "metrics.csv"
+    if not path.is_file():
+        raise I2LError(f"no training log for {source}: {path} does not exist (a run of i2l train writes metrics.csv "
+                       "in its run folder; a weights file copied elsewhere has none)")
+    return path
+
+
 def simple_formulas(n: int = SIMPLE_N) -> list[str]:
     """The simple formulas of the reading check (deterministic; never in the training data)."""
     from i2l.data.grammar import FormulaGenerator
@@ -98,13 +114,14 @@ def _write_json_atomic(data: dict, path: Path) -> None:
 
 
 def ship(checkpoint: str | Path, scores: dict[str, float], training: dict[str, Any],
-         weights_dir: str | Path | None = None, force: bool = False) -> bool:
+         weights_dir: str | Path | None = None, force: bool = False, metrics_csv: str | Path | None = None) -> bool:
     """Replace the shipped model with ``checkpoint`` when its proxy ``scores`` beat the shipped ones.
 
     ``scores`` are the validation-proxy figures of ``checkpoint`` measured through the Predictor
     (``benchmarks/reference.py``); ``training`` says what training it had (steps, CPU-hours, data). The new
     weights are exported to a temporary file and renamed into place, then the card: an interrupted or failed
-    call leaves the shipped model as it was. Returns whether it replaced it.
+    call leaves the shipped model as it was. ``metrics_csv``, the run's training log, is shipped beside it
+    (:func:`training_log`). Returns whether it replaced it.
     """
     folder = Path(weights_dir or WEIGHTS_DIR)
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,16 +134,22 @@ def ship(checkpoint: str | Path, scores: dict[str, float], training: dict[str, A
         return False
     version = int(old.get("version", 0)) + 1 if old else 1
     tmp = folder / f".{WEIGHTS_FILE.name}.new"
+    log_tmp = folder / f".{TRAINING_LOG.name}.new"
     try:
         export_weights(checkpoint, tmp)
         sha = file_sha256(tmp)
+        if metrics_csv is not None:
+            log_tmp.write_bytes(Path(metrics_csv).read_bytes())
         os.replace(tmp, folder / WEIGHTS_FILE.name)
+        if metrics_csv is not None:
+            os.replace(log_tmp, folder / TRAINING_LOG.name)
     finally:
         tmp.unlink(missing_ok=True)
+        log_tmp.unlink(missing_ok=True)
     _write_json_atomic({"name": f"i2l-reference-{version}", "version": version, "sha256": sha,
                         "scores": dict(scores), "training": dict(training)}, folder / CARD_FILE.name)
     return True
 
 
 __all__ = ["WEIGHTS_DIR", "WEIGHTS_FILE", "CARD_FILE", "MODEL_CARD", "SHIP_METRIC", "SIMPLE_N", "SIMPLE_TARGET",
-           "card", "model_name", "read_pretrained", "ship", "simple_formulas", "read_simple"]
+           "TRAINING_LOG", "card", "model_name", "read_pretrained", "ship", "training_log", "simple_formulas", "read_simple"]

@@ -25,6 +25,7 @@ from i2l.pretrained import (
     read_simple,
     ship,
     simple_formulas,
+    training_log,
 )
 
 
@@ -143,6 +144,23 @@ def test_ship_replaces_the_weights_only_when_the_proxy_improves(tmp_path):
     info = card(folder)
     assert info["name"] == "i2l-reference-2" and info["sha256"] != sha and info["training"] == {"steps": 20}
     assert info["sha256"] == file_sha256(folder / WEIGHTS_FILE.name)
+
+
+def test_ship_ships_the_training_log_and_training_log_finds_it(tmp_path):
+    folder = tmp_path / "weights"
+    run = tmp_path / "runs" / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = make_checkpoint(run / "checkpoints" / "last.ckpt")
+    with pytest.raises(I2LError, match="no training log"):
+        training_log(ckpt)
+    (run / "metrics.csv").write_text("step,train_loss\n10,2.0\n")
+    assert training_log(ckpt) == run / "metrics.csv"
+    assert ship(ckpt, {"bleu": 0.3}, {}, weights_dir=folder)
+    with pytest.raises(I2LError, match="no training log"):
+        training_log("pretrained", weights_dir=folder)  # shipped without its log
+    assert ship(ckpt, {"bleu": 0.4}, {}, weights_dir=folder, metrics_csv=run / "metrics.csv")
+    assert training_log("pretrained", weights_dir=folder).read_text() == "step,train_loss\n10,2.0\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["reference.json", "reference.pt", "reference_metrics.csv"]
 
 
 def test_a_failed_ship_leaves_the_shipped_model_as_it_was(tmp_path):
