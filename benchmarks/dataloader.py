@@ -12,14 +12,13 @@ import logging
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from i2l.config import get_config
+from i2l.config import get_config, shared_data
 from i2l.data.dataset import Im2LatexDataModule, padding_fraction
 
-SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2latex" / "sample" / "processed"
+SAMPLE = shared_data() / "sample" / "processed"
 
 
 def throughput(loader, epochs: int) -> float:

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from i2l.config import PRETRAINED, project_root
+from i2l.config import PRETRAINED, project_root, shared_data
 from i2l.data.im2latex import load_split
 from i2l.data.synth import is_dataset, make_dataset
 from i2l.evaluate import metrics_of, score_rows
 from i2l.infer import Predictor
 from i2l.ruler import format_table, ruler_rows, sample_items
 
-SHARED = project_root().parent / "shared" / "data" / "im2latex"
+SHARED = shared_data()
 REAL_FORMULAS = SHARED / "formulas" / "val.formulas.norm.txt"
 SAMPLE = SHARED / "sample"
 PROXY_DIR = project_root() / "data" / "proxy-val"

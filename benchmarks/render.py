@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from i2l.config import shared_data
 from i2l.data.grammar import compare_statistics, generate_formulas
 from i2l.data.im2latex import read_formulas
 from i2l.data.render import PREAMBLE, latex_available, render_formulas
 from i2l.images import process_page, to_gray
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2latex"
+SHARED = shared_data()
 
 
 def naive_render(formula: str, workdir: Path) -> Image.Image | None:

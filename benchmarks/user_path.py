@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from i2l.config import project_root
+from i2l.config import shared_data
 from i2l.infer import Predictor
 from i2l.ruler import folder_items, format_table, ruler_rows, sample_items
 
-SAMPLE = project_root().parent / "shared" / "data" / "im2latex" / "sample"
+SAMPLE = shared_data() / "sample"
 
 
 def main() -> None:

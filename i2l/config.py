@@ -45,6 +45,19 @@ def project_root() -> Path:
     return Path.cwd()
 
 
+#: Overrides where :func:`shared_data` looks (a folder; a path that does not exist means none).
+SHARED_ENV = "I2L_SHARED_DATA"
+
+
+def shared_data() -> Path:
+    """The real Im2Latex-100K files kept beside the repository for tests and measurement only
+    (``../shared/data/im2latex``; never trained on, never committed), or ``$I2L_SHARED_DATA``. It may not
+    exist: a user's clone has none."""
+    if os.environ.get(SHARED_ENV):
+        return Path(os.environ[SHARED_ENV]).expanduser()
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data" / "im2latex"
+
+
 #: The dataset's split names, in the order of the official lists (Im2Latex-100K and the synthetic sets).
 SPLITS = ("train", "validate", "test")
 #: The source name of the shipped model wherever a door takes a checkpoint (``Predictor.load``, ``--checkpoint``,
@@ -343,4 +356,5 @@ def get_config(preset: str | None = None, **overrides: Any) -> Config:
     return PRESETS[preset].replace(**overrides)
 
 
-__all__ = ["Config", "PRESETS", "SPLITS", "MAX_BEAM", "PRETRAINED", "get_config", "smoke_mode", "project_root", "SMOKE_ENV"]
+__all__ = ["Config", "PRESETS", "SPLITS", "MAX_BEAM", "PRETRAINED", "get_config", "smoke_mode", "project_root", "SMOKE_ENV",
+           "SHARED_ENV", "shared_data"]

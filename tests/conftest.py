@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from i2l.config import shared_data
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = shared_data().parent  # ../shared/data beside the repository (or $I2L_SHARED_DATA/..)
 
 # made-up formulas (never real ones) over a tiny alphabet
 TRAIN_FORMULAS = [f"{a} {op} {b}" for a in "xyab" for op in "+-=" for b in "123"][:36] + ["x ^ { 2 }"] * 4

@@ -1,6 +1,7 @@
 """Tests for i2l.config: presets, JSON/YAML round trips, the smoke switch."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,19 @@ def test_paths_resolve_against_project_root(monkeypatch, tmp_path):
     assert cfg.data_path == tmp_path / "data" / "synth-smoke"
     assert cfg.run_dir == tmp_path / "runs" / "smoke"
     assert cfg.resolve("/abs/x") == __import__("pathlib").Path("/abs/x")
+
+
+def test_shared_data_is_beside_the_repository_unless_overridden(monkeypatch, tmp_path):
+    from i2l.config import SHARED_ENV, shared_data
+
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    assert shared_data() == repo.parent / "shared" / "data" / "im2latex"
+    monkeypatch.setenv(SHARED_ENV, str(tmp_path / "none"))
+    assert shared_data() == tmp_path / "none"
+    from i2l.data.choice import choose_data
+    from i2l.data.grammar import real_formulas_path
+
+    assert real_formulas_path() == tmp_path / "none" / "formulas" / "val.formulas.norm.txt"
+    cfg = get_config("smoke", data_dir=str(tmp_path / "synth-x"), synth_size=12)
+    assert choose_data(cfg, full=tmp_path / "no-full").kind == "synthetic"  # no sample where it points

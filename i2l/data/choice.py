@@ -1,7 +1,7 @@
 """Which dataset a notebook explores: the full Im2Latex-100K, the official sample or the synthetic set.
 
 - :func:`choose_data`: the full dataset in ``data/im2latex`` if downloaded, else the real sample in
-  ``../shared`` (:data:`SHARED_SAMPLE`), else the synthetic set (generated if needed); a :class:`DataChoice`
+  ``../shared`` (:func:`i2l.config.shared_data`), else the synthetic set (generated if needed); a :class:`DataChoice`
   says which.
 
 Not to be confused with :func:`i2l.train.find_data`, the dataset folder a config trains on.
@@ -12,11 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2l.config import Config, project_root
+from i2l.config import Config, project_root, shared_data
 from i2l.data.im2latex import find_layout
 from i2l.errors import I2LError
-
-SHARED_SAMPLE = project_root().parent / "shared" / "data" / "im2latex" / "sample" / "processed"
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class DataChoice:
     description: str
 
     def figure_path(self, name: str) -> Path | None:
-        """``figures/<name>`` for the README; None for the team's sample (its formulas stay out of the repo)."""
+        """``figures/<name>`` for the README; None for the real sample (its formulas stay out of the repo)."""
         return None if self.kind == "sample" else project_root() / "figures" / name
 
 
@@ -36,7 +34,7 @@ def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | P
     """Which dataset a notebook explores: full, sample or synthetic.
 
     The full Im2Latex-100K if downloaded to ``full``, else the real sample (``sample``, by default
-    :data:`SHARED_SAMPLE`), else the synthetic set (generated when missing).
+    ``sample/processed`` of :func:`i2l.config.shared_data`), else the synthetic set (generated when missing).
     """
     full_path = cfg.resolve(full)
     try:
@@ -44,7 +42,7 @@ def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | P
         return DataChoice(full_path, "full", f"the full Im2Latex-100K dataset in {full_path}")
     except I2LError:
         pass
-    sample_path = Path(sample) if sample is not None else SHARED_SAMPLE
+    sample_path = Path(sample) if sample is not None else shared_data() / "sample" / "processed"
     if (sample_path / "formulas.norm.lst").is_file():
         return DataChoice(sample_path, "sample", f"the official Im2Latex-100K sample (train + validate) in "
                                                  f"{sample_path}; download the full set with `i2l data download`")
@@ -59,4 +57,4 @@ def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | P
                                                "arXiv data); download the real one with `i2l data download`")
 
 
-__all__ = ["DataChoice", "choose_data", "SHARED_SAMPLE"]
+__all__ = ["DataChoice", "choose_data"]

@@ -598,9 +598,10 @@ def compare_statistics(generated: list[str], real: list[str]) -> dict:
 
 
 def real_formulas_path() -> Path:
-    """../shared/data/im2latex/formulas/val.formulas.norm.txt next to the repository (may be absent)."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "im2latex" / "formulas" / \
-        "val.formulas.norm.txt"
+    """The real validation formulas of :func:`i2l.config.shared_data` (may be absent)."""
+    from i2l.config import shared_data
+
+    return shared_data() / "formulas" / "val.formulas.norm.txt"
 
 
 __all__ = ["FormulaGenerator", "grammar_tokens", "STRUCTURE_TOKENS", "RESERVED_TOKENS", "LEVELS", "BASIC_TABLES", "BASIC_LENGTH", "TERM_WEIGHTS", "generate_formulas",
