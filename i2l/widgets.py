@@ -5,9 +5,9 @@
 
 Every callback is one call into :class:`i2l.infer.Predictor` (the same as the CLI and the web API). The
 widgets are plain attributes, so tests and smoke-mode notebooks drive the app from Python:
-``app.upload.value = ...`` or ``app.pad.strokes = [...]``, then ``app.predict_button.click()``, then read
-``app.latex.value``. The drawing pad is a tiny anywidget canvas; :func:`strokes_to_image` turns its strokes
-into an image.
+``app.set_upload(png_bytes)`` (ipywidgets 8 or 7) or ``app.pad.strokes = [...]``, then
+``app.predict_button.click()``, then read ``app.latex.value``. The drawing pad is a tiny anywidget canvas;
+:func:`strokes_to_image` turns its strokes into an image.
 """
 
 from __future__ import annotations
@@ -176,15 +176,25 @@ class InferenceApp:
         display(self.widget)
 
     def set_upload(self, data: bytes, name: str = "image.png") -> None:
-        """Put ``data`` into the upload button as if the user had chosen a file (ipywidgets 8 or 7)."""
+        """Put ``data`` into the upload button as if the user had chosen a file (ipywidgets 8 or 7).
+
+        In ipywidgets 8 ``FileUpload.value`` is the tuple of files, and it is set. In ipywidgets 7 (Colab)
+        ``value`` is read-only: the browser sends the traits ``metadata`` (one dict per file) and ``data`` (their
+        bytes) and raises ``_counter``, and the widget then computes ``value`` = ``{name: {"metadata": ...,
+        "content": bytes}}``; this does the same."""
         from datetime import datetime, timezone
 
+        now = datetime.now(timezone.utc)
         if int(W.__version__.split(".")[0]) >= 8:
             self.upload.value = ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
-                                  "last_modified": datetime.now(timezone.utc)},)
-        else:  # pragma: no cover - ipywidgets 7 (Colab)
-            self.upload.value = {name: {"metadata": {"name": name, "type": "image/png", "size": len(data)},
-                                        "content": data}}
+                                  "last_modified": now},)
+        else:  # ipywidgets 7 (Colab)
+            metadata = {"name": name, "type": "image/png", "size": len(data),
+                        "lastModified": int(now.timestamp() * 1000)}
+            with self.upload.hold_sync():
+                self.upload.metadata = [metadata]
+                self.upload.data = [bytes(data)]
+                self.upload._counter += 1  # computes ``value``, as the browser's upload does
 
     def current_image(self) -> bytes | Image.Image:
         """The uploaded file's bytes or the drawing, whichever ``source`` says."""
