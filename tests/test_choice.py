@@ -25,6 +25,13 @@ def test_choose_data_prefers_the_full_dataset(data_dir, tmp_path):
 def test_choose_data_falls_back_to_the_real_sample(shared_data, tmp_path):
     choice = choose_data(get_config("smoke"), full=tmp_path / "absent")
     assert choice.kind == "sample" and (choice.root / "images_processed").is_dir()
+    assert choice.eval_split == "validate"  # the sample withholds the test split
+
+
+def test_eval_split_is_test_where_there_is_one(data_dir):
+    assert choose_data(get_config("smoke"), full=data_dir).eval_split == "test"
+    (data_dir / "test_filter.lst").write_text("")
+    assert choose_data(get_config("smoke"), full=data_dir).eval_split == "validate"
 
 
 def test_figures_of_the_team_sample_stay_out_of_the_repo(data_dir, tmp_path):
