@@ -35,15 +35,40 @@ def test_pyproject_dependencies_have_lower_bounds_only():
     assert any(r.startswith("ipywidgets>=7.7") for r in project["dependencies"])
 
 
-def test_notebooks_are_committed_without_outputs():
-    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+def _outputs_text(cell: dict) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append("".join(out.get("text", "")))
+        for kind, value in out.get("data", {}).items():
+            if kind.startswith("text/"):
+                parts.append("".join(value))
+    return "\n".join(parts)
+
+
+def test_notebook_outputs_come_from_a_full_run_only():
+    """`make outputs` keeps the outputs of a real run for the notebooks that run on a CPU in minutes; 04 (hours on a
+    GPU) has none, and smoke-mode outputs are never committed (`make strip` removes them)."""
+    notebooks = sorted((REPO / "notebooks").glob("0*.ipynb"))
+    assert len(notebooks) == 6
     for nb_path in notebooks:
-        nb = json.loads(nb_path.read_text())
-        for cell in nb["cells"]:
-            if cell["cell_type"] == "code":
-                assert not cell.get("outputs") and cell.get("execution_count") is None, (
-                    f"{nb_path.name} has outputs: run `make strip`"
-                )
+        code = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+        executed = [c for c in code if c.get("outputs") or c.get("execution_count") is not None]
+        if nb_path.name.startswith("04_") or not executed:
+            assert not executed, f"{nb_path.name} has outputs: run `make strip` (04 keeps none)"
+            continue
+        setup_output = _outputs_text(code[1])  # the setup cell, after the install cell
+        assert "smoke mode: False" in setup_output, (
+            f"{nb_path.name} holds outputs of a smoke run (or none from its setup cell): run `make outputs`"
+        )
+        assert all(c.get("execution_count") is not None for c in code), f"{nb_path.name}: partly executed"
+        counts = [c["execution_count"] for c in code]
+        assert counts == sorted(counts), f"{nb_path.name}: cells were run out of order"
+        for c in code:
+            text = _outputs_text(c)
+            assert "/shared/data" not in text, f"{nb_path.name}: an output shows the real files of ../shared"
+            assert "Traceback" not in text and not any(o.get("output_type") == "error" for o in c["outputs"]), (
+                f"{nb_path.name}: an output is an error"
+            )
 
 
 def test_no_pytorch_lightning_imports():
