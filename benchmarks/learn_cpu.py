@@ -30,7 +30,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 
 from i2l.config import get_config, project_root
 from i2l.data.synth import make_dataset
@@ -90,28 +89,16 @@ def main() -> None:
     if args.replot:
         print(f"wrote {plot_curve(json.loads(Path(args.replot).read_text()))}")
         return
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--set {item!r}: expected FIELD=VALUE")
-        value = yaml.safe_load(value)
-        if isinstance(value, str):  # YAML 1.1 reads 2e-3 as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        overrides[key] = value
     pick_cpu_threads(args.threads)
 
     data = Path(args.data) if args.data else project_root() / "data" / f"synth-learn-{args.level}-{args.n}"
     if not (data / "formulas.norm.lst").exists():
         make_dataset(data, n=args.n, seed=7, max_len=MAX_TOKENS, level=args.level)
-    overrides.setdefault("limit_val_batches", args.val_batches)
+    defaults = {"limit_val_batches": args.val_batches}
     if args.max_epochs is not None:
-        overrides.setdefault("max_epochs", args.max_epochs)
+        defaults["max_epochs"] = args.max_epochs
     cfg = get_config("cpu", data_dir=str(data), run_name=args.run_name, max_time_minutes=args.minutes,
-                     **overrides)
+                     **defaults).with_settings(args.set)
     if cfg.run_dir.exists():
         shutil.rmtree(cfg.run_dir)  # a benchmark run starts from scratch
     curve = Curve()

@@ -56,7 +56,10 @@ def _train_config(args: argparse.Namespace):
         overrides["devices"] = int(args.devices)
     if overrides.get("devices") not in (None, "auto", 1) or args.num_nodes not in (None, 1):
         overrides["strategy"] = "ddp"
-    return get_config(args.preset, **overrides)
+    try:
+        return get_config(args.preset, **overrides).with_settings(args.set or [])
+    except ValueError as exc:
+        raise I2LError(f"--set: {exc}") from exc
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -172,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default: all cores, one when other processes keep the CPU busy)")
     t.add_argument("--init-from", default=None,
                    help="warm start a new run from 'pretrained' (the shipped model) or a .ckpt/.pt file")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change any field of the preset (i2l.config.Config; the value is read as YAML), e.g. "
+                        "--set curriculum=[] --set lr=3e-4; repeatable")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint on a split")

@@ -160,6 +160,26 @@ class Config:
             d["curriculum"] = tuple(tuple(int(v) for v in stage) for stage in d["curriculum"])
         return cls(**d)
 
+    def with_settings(self, settings: list[str] | tuple[str, ...]) -> Config:
+        """A copy with ``FIELD=VALUE`` settings applied, the values read as YAML (``lr=3e-4``,
+        ``curriculum=[]``, ``augment=false``), as the command line's ``--set`` takes them; an unknown field or a
+        malformed setting raises a ``ValueError`` that names it."""
+        import yaml
+
+        changes: dict[str, Any] = {}
+        for item in settings:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"setting {item!r}: expected FIELD=VALUE, e.g. lr=3e-4")
+            value = yaml.safe_load(text)
+            if isinstance(value, str):  # YAML 1.1 reads 3e-4 as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            changes[key.strip()] = value
+        return Config.from_dict({**self.to_dict(), **changes})
+
     def max_len_at(self, epoch: int) -> int:
         """The longest training formula (tokens) at ``epoch``: the curriculum's stage, else ``max_len``."""
         cap = self.max_len

@@ -35,6 +35,12 @@ def test_train_flags_map_onto_the_config():
     args = cli.build_parser().parse_args(["train", "--preset", "seed", "--max-epochs", "3", "--devices", "2"])
     cfg = cli._train_config(args)
     assert (cfg.name, cfg.max_epochs, cfg.devices, cfg.strategy) == ("seed", 3, 2, "ddp")
+    args = cli.build_parser().parse_args(["train", "--preset", "reference", "--init-from", "pretrained",
+                                          "--set", "curriculum=[]", "--set", "warmup_steps=200"])
+    cfg = cli._train_config(args)
+    assert (cfg.init_from, cfg.curriculum, cfg.warmup_steps, cfg.d_model) == ("pretrained", (), 200, 256)
+    with pytest.raises(I2LError, match="--set.*colour"):
+        cli._train_config(cli.build_parser().parse_args(["train", "--set", "colour=red"]))
 
 
 def test_console_script_help():

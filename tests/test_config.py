@@ -78,3 +78,14 @@ def test_shared_data_is_beside_the_repository_unless_overridden(monkeypatch, tmp
     assert real_formulas_path() == tmp_path / "none" / "formulas" / "val.formulas.norm.txt"
     cfg = get_config("smoke", data_dir=str(tmp_path / "synth-x"), synth_size=12)
     assert choose_data(cfg, full=tmp_path / "no-full").kind == "synthetic"  # no sample where it points
+
+
+def test_with_settings_reads_yaml_values_and_names_what_is_wrong():
+    cfg = get_config("reference").with_settings(["curriculum=[]", "lr=3e-4", "augment=false", "milestones=[2, 4]"])
+    assert cfg.curriculum == () and cfg.lr == 3e-4 and cfg.augment is False and cfg.milestones == (2, 4)
+    assert cfg.with_settings(["curriculum=[[0, 40], [1, 150]]"]).curriculum == ((0, 40), (1, 150))
+    assert get_config("cpu").with_settings([]) == get_config("cpu")
+    with pytest.raises(ValueError, match="nonsense"):
+        cfg.with_settings(["nonsense=1"])
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        cfg.with_settings(["lr"])
