@@ -34,7 +34,8 @@ def test_eval_split_is_test_where_there_is_one(data_dir):
     assert choose_data(get_config("smoke"), full=data_dir).eval_split == "validate"
 
 
-def test_figures_of_the_team_sample_stay_out_of_the_repo(data_dir, tmp_path):
-    cfg = get_config("smoke")
+def test_figures_of_the_real_sample_and_of_smoke_runs_stay_out_of_the_repo(data_dir, tmp_path):
+    cfg = get_config("cpu")
     assert choose_data(cfg, full=tmp_path / "absent", sample=data_dir).figure_path("x.png") is None
     assert choose_data(cfg, full=data_dir).figure_path("x.png").parent.name == "figures"
+    assert choose_data(get_config("smoke"), full=data_dir).figure_path("x.png") is None

@@ -24,6 +24,7 @@ class DataChoice:
     root: Path
     kind: str
     description: str
+    smoke: bool = False  # chosen for a smoke run: its figures are not worth keeping
 
     @property
     def eval_split(self) -> str:
@@ -37,8 +38,9 @@ class DataChoice:
             return "validate"
 
     def figure_path(self, name: str) -> Path | None:
-        """``figures/<name>`` for the README; None for the real sample (its formulas stay out of the repo)."""
-        return None if self.kind == "sample" else project_root() / "figures" / name
+        """``figures/<name>`` for the README; None for the real sample (its formulas stay out of the repository)
+        and for smoke runs (their figures would replace the real ones)."""
+        return None if self.kind == "sample" or self.smoke else project_root() / "figures" / name
 
 
 def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | Path | None = None) -> DataChoice:
@@ -50,13 +52,13 @@ def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | P
     full_path = cfg.resolve(full)
     try:
         find_layout(full_path)
-        return DataChoice(full_path, "full", f"the full Im2Latex-100K dataset in {full_path}")
+        return DataChoice(full_path, "full", f"the full Im2Latex-100K dataset in {full_path}", cfg.smoke)
     except I2LError:
         pass
     sample_path = Path(sample) if sample is not None else shared_data() / "sample" / "processed"
     if (sample_path / "formulas.norm.lst").is_file():
         return DataChoice(sample_path, "sample", f"the official Im2Latex-100K sample (train + validate) in "
-                                                 f"{sample_path}; download the full set with `i2l data download`")
+                                                 f"{sample_path}; download the full set with `i2l data download`", cfg.smoke)
     try:
         from i2l.data.synth import ensure_dataset
     except ImportError as exc:
@@ -65,7 +67,8 @@ def choose_data(cfg: Config, full: str | Path = "data/im2latex", sample: str | P
     synth_cfg = cfg if Path(cfg.data_dir).name.startswith("synth") else cfg.replace(data_dir="data/synth")
     root = ensure_dataset(synth_cfg)
     return DataChoice(Path(root), "synthetic", f"the synthetic dataset in {root} (rendered formulas, not real "
-                                               "arXiv data); download the real one with `i2l data download`")
+                                               "arXiv data); download the real one with `i2l data download`",
+                      cfg.smoke)
 
 
 __all__ = ["DataChoice", "choose_data"]
