@@ -49,12 +49,14 @@ class Hypothesis:
 @contextmanager
 def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     was_training = model.training
-    model.eval()
+    if was_training:  # switching walks every module: only when needed (a Predictor's model is in eval already)
+        model.eval()
     try:
         with torch.inference_mode():
             yield
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
 
 
 def _prepare(model: Im2LatexModel, images: Tensor, sizes: Tensor | None) -> tuple[Tensor, Tensor | None]:
