@@ -7,6 +7,9 @@ first variant. Accuracy per CPU-hour is what decides the recipe; this gives the 
 
     .venv/bin/python benchmarks/recipe_speed.py [--data data/synth-reference] [--batches 12] [--rounds 3]
         [--max-len 150] [--variants seed-fp32,reference-fp32,reference-bf16,reference-bf16-compile]
+
+A variant is ``SIZE-PRECISION[-compile][-tN]``; ``-tN`` runs it on N torch threads (default ``--threads``), e.g.
+``--variants reference-bf16,reference-bf16-t2`` is what one thread costs against two.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ SIZES = {  # d_model, heads, layers, feed-forward
     "reference": {k: getattr(get_config("reference"), k) for k in ("d_model", "num_heads", "num_layers",
                                                                    "dim_feedforward")},
 }
+
+
+def threads_of(variant: str, default: int) -> int:
+    """The torch threads of ``variant`` (its ``-tN`` part), else ``default``."""
+    return next((int(part[1:]) for part in variant.split("-")[2:] if part[:1] == "t" and part[1:].isdigit()),
+                default)
 
 
 def build(variant: str, vocab) -> tuple[LitIm2Latex, torch.optim.Optimizer, bool]:
@@ -69,12 +78,14 @@ def main() -> None:
     variants = args.variants.split(",")
     models = {v: build(v, dm.vocab) for v in variants}
     for v in variants:  # warm-up (and compilation) outside the timing
+        torch.set_num_threads(threads_of(v, args.threads))
         step(*models[v], batches[0])
     per_round: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(args.rounds):
         totals = dict.fromkeys(variants, 0.0)
         for batch in batches:
             for v in variants:
+                torch.set_num_threads(threads_of(v, args.threads))
                 totals[v] += step(*models[v], batch)
         for v in variants:
             per_round[v].append(totals[v] / len(batches))

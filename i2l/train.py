@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import json
 import os
 import shutil
 import time
@@ -381,6 +382,22 @@ def warm_start(model: Im2LatexModel, cfg: Config, vocab: Vocab, source: str) -> 
     return {"tokens": len(shared), "new_tokens": len(vocab) - len(shared)}
 
 
+#: In a run folder: what the run was warm-started from (:func:`warm_start_origin`), so that the training a model had
+#: before the run is counted with it (``benchmarks/reference.py``).
+WARM_START_FILE = "warm_start.json"
+
+
+def warm_start_origin(source: str) -> dict[str, Any]:
+    """What a warm start starts from: ``{"from": name, "training": {...}}`` for the shipped model (its card's
+    name and training), ``{"from": path}`` for a file."""
+    if source == PRETRAINED:
+        from i2l.pretrained import card
+
+        info = card()
+        return {"from": info["name"], "training": info.get("training", {})}
+    return {"from": str(Path(source).resolve())}
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -448,6 +465,8 @@ def fit(
     if cfg.init_from and not resume:
         copied = warm_start(lit.model, cfg, vocab, cfg.init_from)
         print(f"warm start from {cfg.init_from}: {copied['tokens']} tokens kept, {copied['new_tokens']} new")
+        if rank_zero_only.rank == 0:
+            _write_atomic(cfg.run_dir / WARM_START_FILE, json.dumps(warm_start_origin(cfg.init_from), indent=2))
     if cfg.compile:
         lit.compile_model()
     trainer = make_trainer(cfg, resume=bool(resume), progress_bar=progress_bar, extra_callbacks=extra_callbacks,
@@ -569,4 +588,5 @@ __all__ = [
     "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_checkpoint", "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
     "ResumableCSVLogger", "PeriodicCheckpoint", "warm_start", "time_steps", "require_gpu", "estimate_fit_hours",
+    "WARM_START_FILE", "warm_start_origin",
 ]

@@ -35,7 +35,15 @@ from i2l.errors import I2LError
 from i2l.lit import make_scheduler, rsqrt_with_warmup
 from i2l.model import Im2LatexModel
 from i2l.tokenizer import Vocab
-from i2l.train import PeriodicCheckpoint, find_data, fit, make_trainer, warm_start
+from i2l.train import (
+    WARM_START_FILE,
+    PeriodicCheckpoint,
+    find_data,
+    fit,
+    make_trainer,
+    warm_start,
+    warm_start_origin,
+)
 
 EPS = 1e-5
 SHARD_OPTIONS = dict(level="basic", max_len=10, backend="auto", progress=False)  # a few short formulas: < 1 s
@@ -461,6 +469,7 @@ def test_fit_with_curriculum_warm_start_and_periodic_checkpoints(tiny_data, tmp_
     recorder = Recorder(last)
     result = fit(cfg, progress_bar=False, extra_callbacks=[recorder])
     assert "warm start from" in capsys.readouterr().out
+    assert json.loads((cfg.run_dir / WARM_START_FILE).read_text()) == {"from": str(source.resolve())}
 
     # the curriculum: epoch 0 sees only formulas of <= 3 tokens, epoch 1 (reloaded) all of them
     by_epoch = {e: [f for ep, fs, _ in recorder.batches if ep == e for f in fs] for e in (0, 1)}
@@ -525,3 +534,10 @@ def test_train_accepts_threads_and_init_from(monkeypatch, tmp_path, capsys):
     assert cli.main(["train", "--preset", "smoke", "--threads", "2", "--init-from", "x.ckpt",
                      "--out-dir", str(tmp_path)]) == 0
     assert seen["threads"] == 2 and seen["cfg"].init_from == "x.ckpt"
+
+
+def test_warm_start_origin_of_the_shipped_model_is_its_card():
+    from i2l.pretrained import card
+
+    origin = warm_start_origin("pretrained")
+    assert origin == {"from": card()["name"], "training": card()["training"]}
