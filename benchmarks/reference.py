@@ -34,7 +34,7 @@ from i2l.data.synth import is_dataset, make_dataset
 from i2l.evaluate import metrics_of, score_rows
 from i2l.infer import Predictor
 from i2l.ruler import format_table, ruler_rows, sample_items
-from i2l.train import WARM_START_FILE
+from i2l.train import training_record
 
 SHARED = shared_data()
 REAL_FORMULAS = SHARED / "formulas" / "val.formulas.norm.txt"
@@ -93,29 +93,6 @@ def speed(predictor: Predictor, samples: list, beams: tuple[int, ...] = (1, 5), 
         times.sort()
         out[f"beam{beam}_ms"] = round(1000 * times[len(times) // 2], 1)
     return out
-
-
-def training_info(checkpoint: str) -> dict:
-    """Steps and CPU-hours of a training checkpoint (Lightning's Timer), as far as it records them."""
-    if checkpoint == PRETRAINED or not checkpoint.endswith(".ckpt"):
-        return {}
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    timer = next((v for k, v in ckpt.get("callbacks", {}).items() if str(k).startswith("Timer")), {})
-    seconds = timer.get("time_elapsed", {}).get("train")
-    cfg = ckpt["hyper_parameters"]["config"]
-    info = {"steps": int(ckpt.get("global_step", 0)), "epochs": int(ckpt.get("epoch", 0)),
-            "train_hours": None if seconds is None else round(seconds / 3600, 2), "preset": cfg.get("name"),
-            "batch_size": cfg.get("batch_size"), "data": cfg.get("data_dir")}
-    origin = Path(checkpoint).resolve().parent.parent / WARM_START_FILE
-    if origin.is_file():  # count the training the warm start began with
-        before = json.loads(origin.read_text())
-        info["warm_start_from"] = before["from"]
-        info["this_run"] = {"steps": info["steps"], "train_hours": info["train_hours"]}
-        done = before.get("training", {})
-        info["steps"] += int(done.get("steps", 0))
-        if info["train_hours"] is not None and done.get("train_hours") is not None:
-            info["train_hours"] = round(info["train_hours"] + float(done["train_hours"]), 2)
-    return info
 
 
 START, END = "<!-- reference figures: start -->", "<!-- reference figures: end -->"
@@ -205,7 +182,7 @@ def main() -> None:
     if not args.skip_speed:
         result["speed"] = speed(predictor, samples)
         print(f"speed at batch 1, {args.threads} thread(s): {result['speed']}")
-    result["training"] = training_info(args.checkpoint)
+    result["training"] = {} if args.checkpoint == PRETRAINED else training_record(args.checkpoint)
     result["seconds"] = round(time.time() - start, 1)
     if args.ship:
         from i2l.pretrained import ship

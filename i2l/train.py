@@ -387,15 +387,42 @@ def warm_start(model: Im2LatexModel, cfg: Config, vocab: Vocab, source: str) -> 
 WARM_START_FILE = "warm_start.json"
 
 
+def training_record(checkpoint: str | Path) -> dict[str, Any]:
+    """The training a run's checkpoint had: steps and hours (Lightning's Timer) of its run, plus those of the model
+    the run was warm-started from (its ``warm_start.json``), with ``warm_start_from`` and ``this_run`` then."""
+    ckpt = read_checkpoint(checkpoint)
+    timer = next((v for k, v in ckpt.get("callbacks", {}).items() if str(k).startswith("Timer")), {})
+    seconds = timer.get("time_elapsed", {}).get("train")
+    cfg = ckpt.get("hyper_parameters", {}).get("config", {})
+    info: dict[str, Any] = {"steps": int(ckpt.get("global_step", 0)), "epochs": int(ckpt.get("epoch", 0)),
+                            "train_hours": None if seconds is None else round(seconds / 3600, 2),
+                            "preset": cfg.get("name"), "batch_size": cfg.get("batch_size"),
+                            "data": cfg.get("data_dir")}
+    origin = Path(checkpoint).resolve().parent.parent / WARM_START_FILE
+    if origin.is_file():
+        before = json.loads(origin.read_text())
+        info["warm_start_from"] = before["from"]
+        info["this_run"] = {"steps": info["steps"], "train_hours": info["train_hours"]}
+        done = before.get("training", {})
+        info["steps"] += int(done.get("steps", 0))
+        if info["train_hours"] is not None and done.get("train_hours") is not None:
+            info["train_hours"] = round(info["train_hours"] + float(done["train_hours"]), 2)
+    return info
+
+
 def warm_start_origin(source: str) -> dict[str, Any]:
-    """What a warm start starts from: ``{"from": name, "training": {...}}`` for the shipped model (its card's
-    name and training), ``{"from": path}`` for a file."""
+    """What a warm start starts from, and the training it had: the shipped model's name and training (its card),
+    or a checkpoint's path and :func:`training_record`."""
     if source == PRETRAINED:
         from i2l.pretrained import card
 
         info = card()
         return {"from": info["name"], "training": info.get("training", {})}
-    return {"from": str(Path(source).resolve())}
+    path = Path(source).resolve()
+    if path.suffix == ".ckpt":
+        record = training_record(path)
+        return {"from": str(path), "training": {k: record[k] for k in ("steps", "train_hours")}}
+    return {"from": str(path)}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -588,5 +615,5 @@ __all__ = [
     "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_checkpoint", "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
     "ResumableCSVLogger", "PeriodicCheckpoint", "warm_start", "time_steps", "require_gpu", "estimate_fit_hours",
-    "WARM_START_FILE", "warm_start_origin",
+    "WARM_START_FILE", "warm_start_origin", "training_record",
 ]

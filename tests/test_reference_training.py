@@ -41,6 +41,7 @@ from i2l.train import (
     find_data,
     fit,
     make_trainer,
+    training_record,
     warm_start,
     warm_start_origin,
 )
@@ -469,7 +470,9 @@ def test_fit_with_curriculum_warm_start_and_periodic_checkpoints(tiny_data, tmp_
     recorder = Recorder(last)
     result = fit(cfg, progress_bar=False, extra_callbacks=[recorder])
     assert "warm start from" in capsys.readouterr().out
-    assert json.loads((cfg.run_dir / WARM_START_FILE).read_text()) == {"from": str(source.resolve())}
+    origin = json.loads((cfg.run_dir / WARM_START_FILE).read_text())
+    assert origin["from"] == str(source.resolve())
+    assert origin["training"]["steps"] == read_checkpoint(source)["global_step"]
 
     # the curriculum: epoch 0 sees only formulas of <= 3 tokens, epoch 1 (reloaded) all of them
     by_epoch = {e: [f for ep, fs, _ in recorder.batches if ep == e for f in fs] for e in (0, 1)}
@@ -480,6 +483,10 @@ def test_fit_with_curriculum_warm_start_and_periodic_checkpoints(tiny_data, tmp_
     first_epoch = [exists for ep, _, exists in recorder.batches if ep == 0]
     assert first_epoch[-1] and any(first_epoch)
     assert result.last_checkpoint == last and read_checkpoint(last)["global_step"] == result.global_step
+    # what the model had before the warm start counts with it
+    record = training_record(last)
+    assert record["this_run"]["steps"] == result.global_step and record["warm_start_from"] == str(source.resolve())
+    assert record["steps"] == result.global_step + origin["training"]["steps"]
     assert sorted(p.name for p in last.parent.glob("*.ckpt")) == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt
     # the warm start: shared token rows came from the source at the start of training
     vocab = Vocab.from_dict(read_checkpoint(last)["hyper_parameters"]["vocab"])
