@@ -8,7 +8,10 @@ operator with limits, an accent, a font command, an array or matrix, nested to a
 separated by single spaces and every group is braced, like the output of the dataset's normalizer:
 ``\\frac { a } { b }``, ``x _ { i } ^ { 2 }``, ``\\mathrm { e f f }``.
 
-- the token tables (``GREEK``, ``RELATION``, ``BRACKETS`` ...) and ``TERM_WEIGHTS``: what is drawn, how often;
+- the token tables (``GREEK``, ``RELATION``, ``BRACKETS`` ...) and ``TERM_WEIGHTS``: what is drawn, how often
+  (the full level's token shares tuned against real validation formulas, see ``TARGET_SHARES`` in
+  tests/test_grammar.py); ``NOTATION``: per-formula habits (a formula with a prime, an accent, a font switch or
+  a spacing command often has several); ``FULL_TARGET_SCALE``: keeps the full level's lengths where they were;
 - ``LEVELS``: ``"full"`` (Im2Latex-like) and ``"basic"`` (``BASIC_TABLES``, ``BASIC_LENGTH``: short formulas
   in which every token is visible);
 - :class:`FormulaGenerator` and :func:`generate_formulas`: the formulas, deterministic for a seed;
@@ -36,44 +39,56 @@ LOWER = "a b c d e f g h i j k l m n o p q r s t u v w x y z".split()
 LOWER_W = [5, 3, 3, 5, 4, 3, 3, 2, 7, 3, 4, 3, 4, 5, 1, 4, 2, 4, 3, 4, 2, 2, 1, 7, 2, 3]
 UPPER = "A B C D E F G H I J K L M N O P Q R S T U V W X Y Z".split()
 UPPER_W = [5, 3, 3, 3, 2, 3, 3, 3, 2, 2, 2, 3, 3, 3, 1, 2, 2, 3, 3, 3, 2, 2, 2, 2, 1, 1]
+# The full level's letter weights (the ones above are the basic level's), closer to the letters' shares in real
+# formulas: the index letters (i, j, k, n ...) come from INDEX_LETTERS too.
+LOWER_FULL_W = [6, 3, 3, 4, 4, 2, 3.2, 1.5, 5, 0.9, 1.7, 2.1, 2.5, 3.4, 0.8, 4, 2.2, 3.4, 2.1, 3.2, 1.6, 1.0, 0.8, 8, 2, 3]
+UPPER_FULL_W = [6, 3, 2, 3, 1.8, 2.5, 2.2, 2.4, 2, 1.8, 1.4, 2.8, 2.8, 3, 0.7, 2.4, 1.7, 3, 2.8, 3,
+                1.3, 2, 1.4, 2, 0.65, 1.2]
+LETTER_SPLIT = (0.47, 0.72)  # the full level's letters: cumulative shares of lower case, upper case (then Greek)
 GREEK = {
-    "\\mu": 10, "\\alpha": 7, "\\nu": 6, "\\pi": 5, "\\phi": 5, "\\delta": 4, "\\lambda": 4, "\\beta": 4,
-    "\\sigma": 4, "\\theta": 3.5, "\\gamma": 3.5, "\\psi": 3, "\\rho": 3, "\\omega": 3, "\\tau": 3,
-    "\\epsilon": 2.5, "\\xi": 2, "\\eta": 2, "\\chi": 1.5, "\\varphi": 1.5, "\\kappa": 1.2, "\\zeta": 0.8,
-    "\\varepsilon": 0.8, "\\vartheta": 0.2, "\\varrho": 0.15, "\\iota": 0.1, "\\upsilon": 0.05,
-    "\\varsigma": 0.05, "\\varpi": 0.05,
-    "\\Phi": 2.2, "\\Gamma": 1.8, "\\Delta": 1.7, "\\Lambda": 1.6, "\\Omega": 1.5, "\\Psi": 1.2,
-    "\\Sigma": 0.8, "\\Pi": 0.5, "\\Theta": 0.4, "\\Xi": 0.1, "\\Upsilon": 0.05,
+    "\\mu": 11.5, "\\alpha": 6.5, "\\nu": 5, "\\pi": 6.5, "\\phi": 6.5, "\\delta": 5.8, "\\lambda": 5.5,
+    "\\beta": 3.6, "\\sigma": 4.6, "\\theta": 4.5, "\\gamma": 4.2, "\\psi": 3.9, "\\rho": 3.8, "\\omega": 3.4,
+    "\\tau": 3.2, "\\epsilon": 3.2, "\\xi": 2.6, "\\eta": 2.6, "\\chi": 2, "\\varphi": 2, "\\kappa": 1.5,
+    "\\zeta": 0.9, "\\varepsilon": 1.0, "\\vartheta": 0.2, "\\varrho": 0.15, "\\iota": 0.1, "\\upsilon": 0.04,
+    "\\varsigma": 0.05, "\\varpi": 0.03,
+    "\\Phi": 3, "\\Gamma": 2.3, "\\Delta": 2.2, "\\Lambda": 2.0, "\\Omega": 1.85, "\\Psi": 1.6,
+    "\\Sigma": 0.95, "\\Pi": 0.5, "\\Theta": 0.4, "\\Xi": 0.1, "\\Upsilon": 0.03,
 }
-SPECIAL = {"\\partial": 10, "\\infty": 3, "\\nabla": 1.5, "\\hbar": 1, "\\ell": 1, "\\imath": 0.15,
-           "\\jmath": 0.05, "\\wp": 0.1, "\\Re": 0.05, "\\Im": 0.05, "\\aleph": 0.02, "\\emptyset": 0.02}
-BINARY = {"+": 10, "-": 13, "\\pm": 0.7, "\\mp": 0.15, "\\cdot": 0.6, "\\times": 0.3, "\\otimes": 0.3,
+INDEX_LETTERS = {"i": 5, "j": 1.6, "k": 1.8, "m": 2, "n": 3, "p": 1.5, "q": 0.8, "r": 1, "s": 1.2, "t": 1}
+# The full level's digits: real formulas write mostly single digits, 2 and 1 far ahead of 0, 3 and 4.
+DIGITS = {"0": 10, "1": 19, "2": 30, "3": 2.9, "4": 2.3, "5": 0.65, "6": 0.5, "7": 0.2, "8": 0.4, "9": 0.2}
+SPECIAL = {"\\partial": 10, "\\infty": 1.5, "\\nabla": 1.5, "\\hbar": 1, "\\ell": 1.2, "\\imath": 0.15,
+           "\\jmath": 0.06, "\\wp": 0.12, "\\Re": 0.06, "\\Im": 0.06, "\\aleph": 0.03, "\\emptyset": 0.03}
+BINARY = {"+": 10, "-": 8.5, "\\pm": 0.7, "\\mp": 0.15, "\\cdot": 0.55, "\\times": 0.3, "\\otimes": 0.3,
           "\\oplus": 0.1, "\\wedge": 0.3, "*": 0.4, "/": 1.6, "\\circ": 0.15, "\\cup": 0.05, "\\cap": 0.03,
           "\\ast": 0.2, "\\star": 0.15, "\\vee": 0.03, "\\bullet": 0.04}
-RELATION = {"=": 40, "\\equiv": 1.4, "\\approx": 0.4, "\\sim": 0.7, "\\simeq": 0.3, "<": 1, ">": 1, "\\leq": 0.4,
+RELATION = {"=": 44, "\\equiv": 2.3, "\\approx": 0.4, "\\sim": 0.7, "\\simeq": 0.3, "<": 1.5, ">": 1.5, "\\leq": 0.4,
             "\\geq": 0.3, "\\le": 0.15, "\\ge": 0.15, "\\neq": 0.3, "\\ne": 0.06, "\\propto": 0.15,
-            "\\rightarrow": 1, "\\to": 0.5, "\\in": 0.6, "\\subset": 0.07, "\\subseteq": 0.04,
+            "\\rightarrow": 0.3, "\\to": 0.5, "\\in": 0.6, "\\subset": 0.07, "\\subseteq": 0.07,
             "\\mapsto": 0.07, "\\Rightarrow": 0.08, "\\longrightarrow": 0.2, "\\leftrightarrow": 0.1,
             "\\Leftrightarrow": 0.03, "\\ll": 0.05, "\\gg": 0.08, "\\perp": 0.1, "\\parallel": 0.05,
             "\\cong": 0.03, "\\doteq": 0.03, "\\longleftrightarrow": 0.02, "\\Longrightarrow": 0.02,
             ":=": 0.0, ":": 0.3}
 NEGATABLE = {"=", "\\in", "\\equiv", "\\sim", "\\subset", "<", ">"}  # relations written \not = ...
-SPACING = {"\\,": 10, "\\;": 5, "~": 4, "\\": 4, "\\quad": 2.5, "\\!": 1.2, "\\qquad": 1.5, "\\:": 0.6}
-PUNCT_END = {",": 6, ".": 5, ";": 0.3}
-ACCENT = {"\\bar": 9, "\\tilde": 7, "\\hat": 7, "\\vec": 4.5, "\\dot": 4, "\\overline": 2.5,
+SPACING = {"\\,": 14, "\\;": 6.5, "~": 7, "\\": 1.5, "\\quad": 2, "\\!": 1.5, "\\qquad": 1.3, "\\:": 0.3}
+SPACING_RUNS = {"~": 0.3, "\\;": 0.3, "\\!": 0.3, "\\,": 0.06}  # how often each is repeated: ~ ~ ~
+# Spacing after the comma between two equations (``a = b , \quad c = d``): mostly the wide ones.
+SEPARATOR_SPACING = {"\\quad": 7, "\\qquad": 6, "\\;": 2, "~": 2, "\\,": 1.5, "\\": 1}
+PUNCT_END = {".": 7.5, ",": 5.5, ";": 0.1}
+ACCENT = {"\\bar": 11, "\\tilde": 8.5, "\\hat": 8, "\\vec": 5.2, "\\dot": 5, "\\overline": 3.2,
           "\\widetilde": 1.2, "\\ddot": 0.4, "\\widehat": 0.6, "\\underline": 0.8, "\\check": 0.2,
           "\\breve": 0.06, "\\acute": 0.04}
-FUNCTIONS = {"s i n": 4, "c o s": 4, "e x p": 3, "l o g": 3, "t r": 1, "T r": 2, "d e t": 1.5, "l n": 1,
+FUNCTIONS = {"s i n": 4, "c o s": 3, "e x p": 3, "l o g": 2, "t r": 1, "T r": 2, "d e t": 1.5, "l n": 1,
              "s i n h": 0.5, "c o s h": 0.8, "t a n h": 0.5, "t a n": 0.6, "R e": 0.3, "I m": 0.3,
              "d i m": 0.3, "S t r": 0.2, "s g n": 0.2, "a r c t a n": 0.1, "d i a g": 0.2, "c o t": 0.1}
 LIMIT_OPS = {"l i m": 4, "m a x": 1, "m i n": 1, "s u p": 0.4, "i n f": 0.2}
-BIGOPS = {"\\sum": 10, "\\int": 12, "\\prod": 1.8, "\\oint": 0.6, "\\bigcup": 0.05, "\\bigotimes": 0.03,
+BIGOPS = {"\\sum": 10, "\\int": 13, "\\prod": 1.8, "\\oint": 0.6, "\\bigcup": 0.05, "\\bigotimes": 0.03,
           "\\bigoplus": 0.02, "\\bigwedge": 0.02}
 MATHRM_WORDS = {"d": 5, "e": 3, "i": 2, "e f f": 1, "T r": 1, "c l": 0.3, "i n t": 0.3, "t o t": 0.3,
                 "m i n": 0.2, "m a x": 0.2, "o u t": 0.2, "i n": 0.3, "c": 0.5, "R": 0.5, "t h": 0.2}
 BRACKETS = [  # (open, close, weight)
-    ("(", ")", 30), ("\\left(", "\\right)", 10), ("[", "]", 5), ("\\left[", "\\right]", 3),
-    ("\\{", "\\}", 1.2), ("\\left\\{", "\\right\\}", 0.8), ("|", "|", 2), ("\\left|", "\\right|", 0.5),
+    ("(", ")", 50), ("\\left(", "\\right)", 12), ("[", "]", 7), ("\\left[", "\\right]", 3.5),
+    ("\\{", "\\}", 3.0), ("\\left\\{", "\\right\\}", 0.8), ("|", "|", 3.8), ("\\left|", "\\right|", 0.5),
     ("\\langle", "\\rangle", 2), ("\\left\\langle", "\\right\\rangle", 0.3), ("\\Big (", "\\Big )", 0.4),
     ("\\big (", "\\big )", 0.2), ("\\Bigl (", "\\Bigr )", 0.3), ("\\biggl [", "\\biggr ]", 0.2),
     ("\\bigl (", "\\bigr )", 0.2), ("\\Bigg (", "\\Bigg )", 0.1), ("\\Bigg [", "\\Bigg ]", 0.05),
@@ -81,16 +96,17 @@ BRACKETS = [  # (open, close, weight)
     ("\\lbrack", "\\rbrack", 0.1), ("\\left\\{", "\\right.", 0.4), ("\\left.", "\\right|", 0.3),
     ("\\mid", "\\mid", 0.3), ("\\|", "\\|", 0.15), ("\\lbrace", "\\rbrace", 0.05),
     ("\\left<", "\\right>", 0.1), ("\\Biggl (", "\\Biggr )", 0.1),
+    ("|", "\\rangle", 1.6), ("\\langle", "|", 0.4),  # Dirac's kets and bras: | \psi \rangle, \langle 0 |
 ]
-SUFFIX_SYMBOLS = {"\\prime": 8, "\\dagger": 2, "*": 1.5, "\\ast": 0.4, "\\star": 0.3, "\\dag": 0.4}
-DOTS = {"\\cdots": 3, "\\ldots": 2.5, "\\dots": 1, "\\vdots": 0.05}
+SUFFIX_SYMBOLS = {"\\prime": 12, "\\dagger": 2.3, "*": 1.5, "\\ast": 0.4, "\\star": 0.3, "\\dag": 0.4}
+DOTS = {"\\cdots": 3, "\\ldots": 2.5, "\\dots": 1, "\\vdots": 0.08}
 MISC_ATOMS = {"!": 0.8, "\\forall": 0.3, "\\exists": 0.05, "\\triangle": 0.2, "\\bot": 0.1, "'": 0.3,
               "\\neg": 0.02, "\\angle": 0.02, "\\S": 0.03}
 
 # Structure weights for a term (chosen by hand, then tuned against real statistics with compare_statistics).
 TERM_WEIGHTS = {
-    "symbol": 40, "number": 12, "product": 8, "frac": 5.0, "sqrt": 0.7, "bracket": 11, "function": 1.3,
-    "limit": 0.25, "bigop": 2.0, "accent": 2.2, "font": 1.6, "array": 0.4, "group": 2.0, "dots": 0.8,
+    "symbol": 40, "number": 10, "product": 8, "frac": 6.5, "sqrt": 0.95, "bracket": 12, "function": 2.0,
+    "limit": 0.25, "bigop": 2.3, "accent": 4.4, "font": 2.8, "array": 0.66, "group": 2.0, "dots": 0.8,
     "misc": 0.6, "stackrel": 0.1, "binom": 0.03, "style": 0.12,
 }
 
@@ -100,8 +116,8 @@ TERM_WEIGHTS = {
 # delimiter sizes). A laptop CPU learns to read these in minutes (``cpu`` preset, ``make demo``).
 LEVELS = ("full", "basic")
 BASIC_TABLES: dict[str, dict[str, float]] = {
-    "greek": {k: GREEK[k] for k in ("\\mu", "\\alpha", "\\nu", "\\pi", "\\phi", "\\delta", "\\lambda", "\\beta",
-                                    "\\sigma", "\\theta", "\\Phi", "\\Gamma")},
+    "greek": {"\\mu": 10, "\\alpha": 7, "\\nu": 6, "\\pi": 5, "\\phi": 5, "\\delta": 4, "\\lambda": 4, "\\beta": 4,
+              "\\sigma": 4, "\\theta": 3.5, "\\Phi": 2.2, "\\Gamma": 1.8},
     "special": {"\\partial": 10, "\\infty": 3},
     "binary": {"+": 10, "-": 13},
     "relation": {"=": 40, "<": 1, ">": 1},
@@ -110,6 +126,17 @@ BASIC_TABLES: dict[str, dict[str, float]] = {
     "term": {"symbol": 40, "number": 12, "product": 8, "frac": 5, "sqrt": 0.7, "bracket": 11},
 }
 BASIC_LENGTH = (18.0, 10.0)  # mean and spread of the basic level's target length in tokens
+# The full level's target length is scaled by this: its terms grew (spacing runs, function arguments, closing
+# punctuation, a relation in nearly every formula) and the scale keeps the lengths that a given mean_len/std_len
+# gives where they were (the reference preset's: mean 61, std 31, median 56 tokens).
+FULL_TARGET_SCALE = 0.84
+# Real formulas keep to their notation: most have no prime, accent, font switch or spacing command, and those
+# that have one often have several. Each full-level formula draws a multiplier per feature: ``(q, a)`` means
+# ``a`` with probability ``q``, else the multiplier that keeps the mean at 1, ``(1 - q a) / (1 - q)``; it
+# scales the feature's chances in that formula (its ``term`` kind, primes, spacing, ``{ \cal X }`` capitals, the
+# share of Greek letters).
+NOTATION = {"prime": (0.12, 7.5), "accent": (0.22, 4.0), "font": (0.15, 5.5), "function": (0.25, 3.5),
+            "spacing": (0.25, 3.5), "greek": (0.45, 1.9)}
 
 
 def _table(d: dict[str, float]) -> tuple[list[str], list[float]]:
@@ -142,13 +169,27 @@ class FormulaGenerator:
             "greek": GREEK, "special": SPECIAL, "binary": BINARY, "relation": RELATION, "spacing": SPACING,
             "punct": PUNCT_END, "accent": ACCENT, "function": FUNCTIONS, "limit": LIMIT_OPS, "bigop": BIGOPS,
             "mathrm": MATHRM_WORDS, "suffix": SUFFIX_SYMBOLS, "dots": DOTS, "misc": MISC_ATOMS,
-            "term": TERM_WEIGHTS}.items()}
+            "term": TERM_WEIGHTS, "digit": DIGITS, "separator": SEPARATOR_SPACING,
+            "index": INDEX_LETTERS}.items()}
         if level == "basic":
             self._tables.update({name: _table(d) for name, d in BASIC_TABLES.items()})
         self._brackets = BRACKETS if level == "full" else [("(", ")", 1.0)]
         self.basic = level == "basic"
+        self._lower_w, self._upper_w = (LOWER_W, UPPER_W) if self.basic else (LOWER_FULL_W, UPPER_FULL_W)
+        self._letter_split = (0.58, 0.84) if self.basic else LETTER_SPLIT
+        self._notation = dict.fromkeys(NOTATION, 1.0)  # this formula's multipliers (see NOTATION)
 
     # ------------------------------------------------------------------ helpers
+    def _draw_notation(self) -> None:
+        """The full level: this formula's NOTATION multipliers, and the term weights and letters they scale."""
+        for feature, (q, a) in NOTATION.items():
+            self._notation[feature] = a if self.chance(q) else (1 - q * a) / (1 - q)
+        keys, _ = self._tables["term"]
+        self._tables["term"] = (keys, [TERM_WEIGHTS[k] * self._notation.get(k, 1.0) for k in keys])
+        lower, upper = LETTER_SPLIT
+        greek = min(0.6, (1 - upper) * self._notation["greek"])
+        self._letter_split = (lower / upper * (1 - greek), 1 - greek)
+
     def pick(self, table: str) -> str:
         """A weighted random key of one of the tables (``greek``, ``relation``, ``term`` ...)."""
         keys, weights = self._tables[table]
@@ -158,21 +199,30 @@ class FormulaGenerator:
         """True with probability ``p``."""
         return self.rng.random() < p
 
-    def spacing(self) -> list[str]:
-        """A spacing command (``\\,``, ``\\quad`` ...); none at the basic level."""
-        return [] if self.basic else [self.pick("spacing")]
+    def spacing(self, table: str = "spacing") -> list[str]:
+        """A spacing command (``\\,``, ``\\quad`` ...), sometimes repeated as real formulas do (``~ ~ ~``,
+        ``\\; \\;``, ``\\! \\!``); none at the basic level. ``table="separator"``: the wide spacing after a comma."""
+        if self.basic:
+            return []
+        space = self.pick(table)
+        if self.chance(SPACING_RUNS.get(space, 0.0)):
+            return [space] * self.rng.choice([2, 2, 3, 3, 4])
+        return [space]
 
     def letter(self) -> list[str]:
         """A Latin lower/upper case letter or a Greek letter."""
         r = self.rng.random()
-        if r < 0.58:
-            return [self.rng.choices(LOWER, LOWER_W)[0]]
-        if r < 0.84:
-            return [self.rng.choices(UPPER, UPPER_W)[0]]
+        lower, upper = self._letter_split
+        if r < lower:
+            return [self.rng.choices(LOWER, self._lower_w)[0]]
+        if r < upper:
+            return [self.rng.choices(UPPER, self._upper_w)[0]]
         return [self.pick("greek")]
 
     def number(self) -> list[str]:
         """A digit (mostly small), a multi-digit number or a decimal."""
+        if not self.basic and self.chance(0.9):
+            return [self.pick("digit")]
         r = self.rng.random()
         if r < 0.55:
             return [self.rng.choice("1223344")]
@@ -196,13 +246,13 @@ class FormulaGenerator:
                 return self.expression(depth + 1, self.rng.randint(2, 3))
             return [self.rng.choice("ijk"), "=", *self.number()]
         if r < 0.32:
-            return self.letter() if self.chance(0.6) else [self.rng.choice("ijkmnpqrst")]
+            return self.letter() if self.chance(0.6) else [self.pick("index")]
         if r < 0.48:
             return self.number()
         if r < 0.60:
             return [self.pick("greek"), self.pick("greek")] if self.chance(0.5) else \
                 [self.rng.choice("ijkmn"), self.rng.choice("ijklmn")]
-        if r < 0.64:
+        if r < 0.63:
             return ["\\mathrm", "{", *self.pick("mathrm").split(), "}"]
         if r < 0.74 and depth < 3:
             return self.expression(depth + 1, self.rng.randint(2, 4))
@@ -220,8 +270,12 @@ class FormulaGenerator:
         out = list(base)
         if self.chance(p_sub):
             out += ["_", "{", *self.index(depth), "}"]
-        if self.chance(0.013):
-            out += ["^", "{", self.pick("suffix"), "}"]
+        if self.chance(0.013 if self.basic else 0.024 * self._notation["prime"]):
+            suffix = self.pick("suffix")
+            if not self.basic and suffix == "\\prime" and self.chance(0.1):
+                out += ["^", "{", suffix, suffix, "}"]  # x ^ { \prime \prime }
+            else:
+                out += ["^", "{", suffix, "}"]
         elif self.chance(p_sup):
             sup = self.index(depth) if self.chance(0.65) else self.number()
             out += ["^", "{", *sup, "}"]
@@ -238,8 +292,22 @@ class FormulaGenerator:
         return getattr(self, "_" + kind)(depth)
 
     def _symbol(self, depth: int) -> list[str]:
-        base = self.letter() if self.chance(0.88) else [self.pick("special")]
-        return self.scripts(base, depth)
+        base = self.letter() if self.chance(0.88 if self.basic else 0.96) else [self.pick("special")]
+        if self.basic:
+            return self.scripts(base, depth)
+        if base[0] in UPPER and self.chance(0.045 * self._notation["font"]):
+            base = ["{", "\\cal", base[0], "}"]  # real formulas write \cal as a font switch: { \cal L }
+        out = self.scripts(base, depth)
+        if depth == 0 and self.chance(0.14):  # a function of arguments: \phi _ { i } ( x ), f ( x ; t )
+            out += self._arguments(depth)
+        return out
+
+    def _arguments(self, depth: int) -> list[str]:
+        """``( x )``, ``( x , y )``, ``( x ; t )``, ``( x - y )``: the arguments of a function."""
+        args = self.expression(depth + 1, self.rng.choice([1, 1, 1, 2]))
+        for _ in range(self.rng.choice([0, 0, 1, 1, 2])):
+            args += [";" if self.chance(0.12) else ",", *self.expression(depth + 1, 1)]
+        return ["(", *args, ")"]
 
     def _number(self, depth: int) -> list[str]:
         return self.scripts(self.number(), depth, p_sub=0.02, p_sup=0.12)
@@ -294,10 +362,10 @@ class FormulaGenerator:
             name = self.scripts(self.letter(), depth, p_sub=0.25, p_sup=0.1)
             args = self.expression(depth + 1, self.rng.choice([1, 1, 2]))
             if self.chance(0.3):
-                args += [","] + self.letter()
+                args += [";" if self.chance(0.15) else ","] + self.letter()
             return [*name, "(", *args, ")"]
         name = ["\\operatorname", "{", *self.pick("function").split(), "}"]
-        if self.chance(0.25):
+        if self.chance(0.15):
             name = ["\\mathrm", "{", *self.pick("function").split(), "}"]
         if self.chance(0.15):
             name += ["^", "{", *self.number(), "}"]
@@ -318,19 +386,22 @@ class FormulaGenerator:
             i = self.rng.choice("ijkmnl")
             if r < 0.45:
                 out += ["_", "{", i, "=", self.rng.choice("01"), "}", "^", "{",
-                        *self.rng.choice([["N"], ["\\infty"], ["n"], ["n", "-", "1"]]), "}"]
+                        *self.rng.choice([["N"], ["N"], ["\\infty"], ["n"], ["n", "-", "1"]]), "}"]
             elif r < 0.85:
                 out += ["_", "{", *self.index(depth + 1), "}"]
         else:
             if r < 0.4:
                 lo, hi = self.rng.choice([(["0"], ["\\infty"]), (["-", "\\infty"], ["\\infty"]), (["0"], ["1"]),
-                                          (["0"], ["t"]), (["a"], ["b"]), (["0"], ["2", "\\pi"])])
+                                          (["0"], ["t"]), (["a"], ["b"]), (["0"], ["2", "\\pi"]),
+                                          (["0"], ["L"]), (["-", "1"], ["1"])])
                 out += ["_", "{", *lo, "}", "^", "{", *hi, "}"]
             elif r < 0.6:
                 out += ["_", "{", *self.index(depth + 1), "}"]
             if self.chance(0.5):
                 out += ["d", *self.rng.choice([["x"], ["t"], ["^", "{", self.rng.choice("234D"), "}", "x"],
                                                ["\\tau"], ["k"], ["s"], ["z"]])]
+                if self.chance(0.3):
+                    out.append("\\,")  # \int d x \, f ( x )
         if self.chance(0.5):
             out += self.expression(depth + 1, self.rng.choice([1, 2, 2, 3]))
         else:
@@ -350,21 +421,21 @@ class FormulaGenerator:
 
     def _font(self, depth: int) -> list[str]:
         r = self.rng.random()
-        if r < 0.3:
-            body = ["{", "\\cal", self.rng.choice(UPPER), "}"]
-        elif r < 0.55:
+        if r < 0.36:
+            body = ["{", "\\cal", self.rng.choices(UPPER, self._upper_w)[0], "}"]
+        elif r < 0.43:
             body = ["\\mathrm", "{", *self.pick("mathrm").split(), "}"]
-        elif r < 0.72:
+        elif r < 0.73:
             body = ["{", "\\bf", *self.letter(), "}"]
-        elif r < 0.82:
+        elif r < 0.79:
             body = ["\\mathbf", "{", *self.letter(), "}"]
-        elif r < 0.9:
+        elif r < 0.85:
             body = ["\\mathcal", "{", self.rng.choice(UPPER), "}"]
-        elif r < 0.95:
+        elif r < 0.97:
             body = ["{", "\\mathrm", "{", *self.pick("mathrm").split(), "}", "}"]
         else:
             body = ["\\boldsymbol" if self.chance(0.2) else "\\mathsf", "{", *self.letter(), "}"]
-        if self.chance(0.15):  # the older switches: { \it x }, { \rm d }, { \sf A }, \textrm { a b }, { \boldmath x }
+        if self.chance(0.08):  # the older switches: { \it x }, { \rm d }, { \sf A }, \textrm { a b }, { \boldmath x }
             switch = self.rng.choice(["\\it", "\\rm", "\\rm", "\\sf", "\\boldmath", "\\textrm"])
             if switch == "\\textrm":
                 body = ["\\textrm", "{", *self.pick("mathrm").split(), "}"]
@@ -373,7 +444,7 @@ class FormulaGenerator:
         return self.scripts(body, depth)
 
     def _array(self, depth: int) -> list[str]:
-        rows, cols = self.rng.choice([(2, 1), (2, 2), (2, 2), (3, 3), (3, 1), (2, 3), (3, 2), (4, 4)])
+        rows, cols = self.rng.choice([(2, 1), (2, 2), (2, 2), (3, 2), (3, 2), (3, 1), (4, 1), (2, 3), (3, 3), (4, 2)])
         env = "matrix" if self.chance(0.22) else "array"
         out = [f"\\begin{{{env}}}"]
         if env == "array":
@@ -386,7 +457,7 @@ class FormulaGenerator:
                 if c < cols - 1:
                     out.append("&")
             out.append("\\\\")
-        if self.chance(0.4):
+        if self.chance(0.3):
             out.pop()  # no \\ after the last row
         out.append(f"\\end{{{env}}}")
         if self.chance(0.85):
@@ -418,16 +489,19 @@ class FormulaGenerator:
     def expression(self, depth: int, n_terms: int) -> list[str]:
         """``n_terms`` terms joined by binary operators, juxtaposition and spacing commands."""
         out: list[str] = []
-        if self.chance(0.1):
+        space = self._notation["spacing"]
+        p_binary, p_spacing, p_comma = (0.42, 0.5, 0.53) if self.basic else \
+            (0.33, 0.33 + 0.17 * space, 0.41 + 0.17 * space)  # cumulative
+        if self.chance(0.1 if self.basic else 0.07):
             out.append("-")
         for t in range(n_terms):
             if t:
                 r = self.rng.random()
-                if r < 0.42:
+                if r < p_binary:
                     out.append(self.pick("binary"))
-                elif r < 0.5 and depth == 0:
+                elif r < p_spacing and depth <= (0 if self.basic else 1):
                     out += self.spacing()
-                elif r < 0.53 and depth <= 1:
+                elif r < p_comma and depth <= 1:
                     out.append(",")
             out += self.term(depth)
         return out
@@ -445,36 +519,46 @@ class FormulaGenerator:
 
     def _formula_tokens(self) -> list[str]:
         """Terms are added until a log-normal target length is reached: LHS relation RHS (, more)."""
-        target = self.rng.lognormvariate(self._mu, self._sigma)
+        target = self.rng.lognormvariate(self._mu, self._sigma) * (1.0 if self.basic else FULL_TARGET_SCALE)
+        if not self.basic:
+            self._draw_notation()
         if self.max_len is not None:
             target = min(target, self.max_len * 0.85)
         out: list[str] = []
-        if self.chance(0.06):
+        if self.chance(0.06 if self.basic else 0.04):
             out.append("-")
         out += self.term(0)
         if self.chance(0.35):
             out += self.term(0)
         relation_at = len(out)
+        # cumulative chances of a relation, a second equation, a binary operator and a spacing command
+        p_relation, p_second, p_binary, p_spacing = (0.04, 0.07, 0.45, 0.53) if self.basic else \
+            (0.05, 0.11, 0.34, 0.34 + 0.19 * self._notation["spacing"])
         while len(out) < target:
             r = self.rng.random()
             if len(out) == relation_at and self.chance(0.97):
                 out += [self.pick("relation")] if self.chance(0.98) or self.basic else self._stackrel(1)
                 if not self.basic and out[-1] in NEGATABLE and self.chance(0.03):
                     out.insert(len(out) - 1, "\\not")
-            elif r < 0.04:
+            elif r < p_relation:
                 out += [self.pick("relation")]
-            elif r < 0.07:  # a second equation
-                out += [",", *self.spacing()] if self.chance(0.7) else self.spacing()
+            elif r < p_second:  # a second equation: a = b , \quad c = d  (or ; between them)
+                if self.basic or self.chance(0.88):
+                    out += [",", *self.spacing("separator")] if self.chance(0.7) else self.spacing()
+                else:
+                    out += [*self.spacing(), ";", *self.spacing()] if self.chance(0.5) else [";"]
                 out += self.term(0)
                 relation_at = len(out)
                 continue
-            elif r < 0.45:
+            elif r < p_binary:
                 out.append(self.pick("binary"))
-            elif r < 0.53:
+            elif r < p_spacing:
                 out += self.spacing()
             out += self.term(0)
-        if self.chance(0.32):
-            if self.chance(0.4):
+        if not self.basic and len(out) == relation_at and self.chance(0.75):
+            out += [self.pick("relation"), *self.term(0)]  # no relation yet: nearly every real formula has one
+        if self.chance(0.32 if self.basic else 0.68):
+            if self.chance(0.4 if self.basic else 0.45 * self._notation["spacing"]):
                 out += self.spacing()
             out.append(self.pick("punct"))
         return out
