@@ -37,7 +37,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
 from i2l.checkpoint import checkpoint_parts, load_checkpoint, read_checkpoint
-from i2l.config import PRETRAINED, Config
+from i2l.config import PRETRAINED, Config, project_root
 from i2l.errors import I2LError
 from i2l.lit import LitIm2Latex
 from i2l.model import Im2LatexModel
@@ -419,10 +419,14 @@ def warm_start_origin(source: str) -> dict[str, Any]:
         info = card()
         return {"from": info["name"], "training": info.get("training", {})}
     path = Path(source).resolve()
+    try:  # a path inside the project is recorded relative to it (it may be shipped in a card)
+        name = str(path.relative_to(project_root()))
+    except ValueError:
+        name = str(path)
     if path.suffix == ".ckpt":
         record = training_record(path)
-        return {"from": str(path), "training": {k: record[k] for k in ("steps", "train_hours")}}
-    return {"from": str(path)}
+        return {"from": name, "training": {k: record[k] for k in ("steps", "train_hours")}}
+    return {"from": name}
 
 
 def _write_atomic(path: Path, text: str) -> None:
