@@ -130,12 +130,21 @@ def load_checkpoint(
     return model, vocab, cfg
 
 
+def ordinary_mode(fd: int) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) the mode an ordinary new file gets (0666 less the
+    umask), so that a renamed-into-place file reads like any other."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+
+
 def write_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        ordinary_mode(fd)
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()

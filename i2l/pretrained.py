@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from i2l.checkpoint import export_weights, file_sha256, read_checkpoint
+from i2l.checkpoint import export_weights, file_sha256, ordinary_mode, read_checkpoint
 from i2l.errors import I2LError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -108,6 +108,7 @@ def read_simple(predictor: Any, n: int = SIMPLE_N) -> dict[str, Any]:
 
 def _write_json_atomic(data: dict, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ordinary_mode(fd)
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)

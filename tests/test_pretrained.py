@@ -161,6 +161,8 @@ def test_ship_ships_the_training_log_and_training_log_finds_it(tmp_path):
     assert ship(ckpt, {"bleu": 0.4}, {}, weights_dir=folder, metrics_csv=run / "metrics.csv")
     assert training_log("pretrained", weights_dir=folder).read_text() == "step,train_loss\n10,2.0\n"
     assert sorted(p.name for p in folder.iterdir()) == ["reference.json", "reference.pt", "reference_metrics.csv"]
+    for p in folder.iterdir():  # readable like any new file, not mkstemp's 0600
+        assert p.stat().st_mode & 0o044 == 0o044, p
 
 
 def test_a_failed_ship_leaves_the_shipped_model_as_it_was(tmp_path):
