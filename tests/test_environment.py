@@ -53,9 +53,13 @@ def test_notebook_outputs_come_from_a_full_run_only():
     for nb_path in notebooks:
         code = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
         executed = [c for c in code if c.get("outputs") or c.get("execution_count") is not None]
-        if nb_path.name.startswith("04_") or not executed:
+        if nb_path.name.startswith("04_"):
             assert not executed, f"{nb_path.name} has outputs: run `make strip` (04 keeps none)"
             continue
+        assert executed, f"{nb_path.name} has no outputs: run `make outputs` (GitHub and Colab show them)"
+        assert any("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", [])), (
+            f"{nb_path.name}: its outputs show no figure"
+        )
         setup_output = _outputs_text(code[1])  # the setup cell, after the install cell
         assert "smoke mode: False" in setup_output, (
             f"{nb_path.name} holds outputs of a smoke run (or none from its setup cell): run `make outputs`"
