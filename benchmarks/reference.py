@@ -190,8 +190,14 @@ def main() -> None:
         scores = {"bleu": result["proxy"]["bleu"], "edit_accuracy": result["proxy"]["edit_accuracy"],
                   "exact_match": result["proxy"]["exact_match"], "n": result["proxy"]["n"],
                   "simple_exact": result["simple"]["exact"], "simple_bleu": result["simple"]["bleu"]}
-        log = Path(args.checkpoint).resolve().parent.parent / "metrics.csv"
-        shipped = ship(args.checkpoint, scores, result["training"], metrics_csv=log if log.is_file() else None)
+        from i2l.errors import I2LError
+        from i2l.pretrained import training_log
+
+        try:
+            log = training_log(args.checkpoint)
+        except I2LError:  # a checkpoint outside a run folder: shipped without its log
+            log = None
+        shipped = ship(args.checkpoint, scores, result["training"], metrics_csv=log)
         if shipped:
             from i2l.pretrained import model_name
 

@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +63,9 @@ def install_tex() -> bool:
     """On Colab, install pdflatex and Ghostscript from apt (about a minute), so that i2l renders formulas exactly as
     Im2Latex-100K was made; returns whether pdflatex is there. Elsewhere it only looks: without TeX, rendering
     falls back to matplotlib's mathtext and says so."""
-    if shutil.which("pdflatex") and shutil.which("gs"):
+    from i2l.data.render import latex_available
+
+    if latex_available():
         return True
     if not in_colab():
         print("pdflatex or Ghostscript not found: i2l renders with matplotlib's mathtext here, which looks different "
@@ -73,7 +74,7 @@ def install_tex() -> bool:
     print("installing pdflatex and Ghostscript from apt (about a minute) ...")  # pragma: no cover - only on Colab
     subprocess.run("apt-get update -qq && apt-get install -y -qq --no-install-recommends texlive-latex-base "
                    "ghostscript > /dev/null", shell=True, check=True)  # pragma: no cover
-    return bool(shutil.which("pdflatex"))  # pragma: no cover
+    return latex_available()  # pragma: no cover
 
 
 def device_name() -> str:

@@ -30,12 +30,8 @@ class DataChoice:
     def eval_split(self) -> str:
         """The split to evaluate on: 'test', or 'validate' where the test split is absent (the authors' sample
         withholds it)."""
-        from i2l.data.im2latex import load_split
-
-        try:
-            return "test" if load_split(self.root, "test") else "validate"
-        except I2LError:  # no test split list at all
-            return "validate"
+        test = find_layout(self.root).split_file("test")  # its lines, not its images: evaluation reads those
+        return "test" if test.is_file() and test.read_text().strip() else "validate"
 
     def figure_path(self, name: str) -> Path | None:
         """``figures/<name>`` for the README; None for the real sample (its formulas stay out of the repository)
