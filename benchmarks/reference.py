@@ -11,8 +11,9 @@
 3. **CPU speed**: milliseconds per image at batch 1, one torch thread, greedy and beam 5.
 
 ``--ship`` then replaces the shipped weights (:func:`i2l.pretrained.ship`) with ``--checkpoint`` if its proxy
-BLEU beats the shipped model's, with the proxy scores in ``i2l/weights/reference.json``. The figures go to
-``--out`` (default: ``figures/reference.json`` for the shipped model, else beside the checkpoint).
+BLEU beats the shipped model's, with the proxy scores in ``i2l/weights/reference.json`` and its training
+log (:func:`i2l.train.run_log`: a cooldown branch's log follows its main run's) in ``reference_metrics.csv``.
+The figures go to ``--out`` (default: ``figures/reference.json`` for the shipped model, else beside the checkpoint).
 
     .venv/bin/python benchmarks/reference.py [--checkpoint pretrained | runs/reference/checkpoints/last.ckpt]
         [--n 1000] [--beam 1] [--threads 1] [--ship] [--skip-ruler] [--skip-speed]
@@ -192,9 +193,12 @@ def main() -> None:
                   "simple_exact": result["simple"]["exact"], "simple_bleu": result["simple"]["bleu"]}
         from i2l.errors import I2LError
         from i2l.pretrained import training_log
+        from i2l.train import write_run_log
 
         try:
-            log = training_log(args.checkpoint)
+            training_log(args.checkpoint)
+            # the lineage's log: a cooldown branch's steps continue its main run's
+            log = write_run_log(args.checkpoint, Path(args.checkpoint).with_suffix(".metrics.csv"))
         except I2LError:  # a checkpoint outside a run folder: shipped without its log
             log = None
         shipped = ship(args.checkpoint, scores, result["training"], metrics_csv=log)

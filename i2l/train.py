@@ -425,8 +425,62 @@ def warm_start_origin(source: str) -> dict[str, Any]:
         name = str(path)
     if path.suffix == ".ckpt":
         record = training_record(path)
-        return {"from": name, "training": {k: record[k] for k in ("steps", "train_hours")}}
+        # run_steps: where in its own run's log (metrics.csv) the checkpoint was, for run_log
+        return {"from": name, "training": {k: record[k] for k in ("steps", "train_hours")},
+                "run_steps": record.get("this_run", record)["steps"]}
     return {"from": name}
+
+
+def run_log(checkpoint: str | Path) -> list[dict[str, str]]:
+    """The training log of what ``checkpoint`` learnt, as rows of ``metrics.csv``, steps counted along the lineage.
+
+    The rows of its run's ``metrics.csv``, less those a resume repeated (a stretch stopped after its last
+    checkpoint logs steps that the next stretch logs again: the later rows are the lineage's); preceded, for a run
+    warm-started from another run's checkpoint (``warm_start.json`` with ``run_steps``), by that run's log up to
+    the branch, this run's steps then counted on from there. An origin whose log is gone starts the log."""
+    run = Path(checkpoint).resolve().parent.parent
+    rows = _lineage_rows(run / "metrics.csv")
+    origin_file = run / WARM_START_FILE
+    if not origin_file.is_file():
+        return rows
+    origin = json.loads(origin_file.read_text())
+    source = Path(origin["from"])
+    source = source if source.is_absolute() else project_root() / source
+    if "run_steps" not in origin or not (source.parent.parent / "metrics.csv").is_file():
+        return rows
+    branch = int(origin["run_steps"])
+    before = [r for r in run_log(source) if _step(r) is not None and _step(r) < branch]
+    for r in rows:
+        if _step(r) is not None:
+            r["step"] = str(_step(r) + branch)
+    return before + rows
+
+
+def _step(row: dict[str, str]) -> int | None:
+    return int(float(row["step"])) if row.get("step") not in (None, "") else None
+
+
+def _lineage_rows(path: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = _step(row)
+            if step is not None and rows and (_step(rows[-1]) or 0) > step:  # a resume: drop what it repeats
+                while rows and (_step(rows[-1]) is None or _step(rows[-1]) >= step):
+                    rows.pop()
+            rows.append(row)
+    return rows
+
+
+def write_run_log(checkpoint: str | Path, path: str | Path) -> Path:
+    """:func:`run_log` of ``checkpoint`` written as a CSV at ``path`` (columns of every log in the lineage)."""
+    rows = run_log(checkpoint)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -619,5 +673,5 @@ __all__ = [
     "FitResult", "fit", "TimeBudgetSchedule", "choose_precision", "pick_cpu_threads", "make_trainer", "make_callbacks", "make_loggers", "make_datamodule",
     "find_checkpoint", "find_data", "checkpoint_dir", "metrics_csv_path", "monitored_metric", "AtomicCheckpointIO",
     "ResumableCSVLogger", "PeriodicCheckpoint", "warm_start", "time_steps", "require_gpu", "estimate_fit_hours",
-    "WARM_START_FILE", "warm_start_origin", "training_record",
+    "WARM_START_FILE", "warm_start_origin", "training_record", "run_log", "write_run_log",
 ]

@@ -3,6 +3,7 @@ curriculum, the new augmentations, the rsqrt schedule, warm starts, periodic che
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -41,9 +42,11 @@ from i2l.train import (
     find_data,
     fit,
     make_trainer,
+    run_log,
     training_record,
     warm_start,
     warm_start_origin,
+    write_run_log,
 )
 
 EPS = 1e-5
@@ -473,6 +476,7 @@ def test_fit_with_curriculum_warm_start_and_periodic_checkpoints(tiny_data, tmp_
     origin = json.loads((cfg.run_dir / WARM_START_FILE).read_text())
     assert origin["from"] == str(source.resolve())
     assert origin["training"]["steps"] == read_checkpoint(source)["global_step"]
+    assert origin["run_steps"] == read_checkpoint(source)["global_step"]  # where the branch left its run's log
 
     # the curriculum: epoch 0 sees only formulas of <= 3 tokens, epoch 1 (reloaded) all of them
     by_epoch = {e: [f for ep, fs, _ in recorder.batches if ep == e for f in fs] for e in (0, 1)}
@@ -495,6 +499,37 @@ def test_fit_with_curriculum_warm_start_and_periodic_checkpoints(tiny_data, tmp_
     assert len(shared) > 4
     for t in shared:
         assert torch.equal(recorder.embedding[vocab.stoi[t]], old_emb[old_vocab.stoi[t]]), t
+
+
+def _write_log(path: Path, steps: list[int], start_loss: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["epoch,step,train_loss"] + [f"0,{s},{start_loss + i}" for i, s in enumerate(steps)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_run_log_follows_resumes_and_branches(tmp_path):
+    main = tmp_path / "runs" / "main"
+    # stretch 1 logged steps 0-9 after its last checkpoint at 6; the resume logs 6-9 again, then on to 11
+    _write_log(main / "metrics.csv", list(range(10)) + list(range(6, 12)), start_loss=100.0)
+    rows = run_log(main / "checkpoints" / "last.ckpt")
+    assert [int(r["step"]) for r in rows] == list(range(12))
+    assert [float(r["train_loss"]) for r in rows[6:]] == [110.0 + i for i in range(6)]  # the resumed stretch's rows
+
+    branch = tmp_path / "runs" / "cooldown"
+    _write_log(branch / "metrics.csv", [0, 1, 2], start_loss=0.0)
+    (branch / WARM_START_FILE).write_text(json.dumps(
+        {"from": str(main / "checkpoints" / "last.ckpt"), "training": {"steps": 108}, "run_steps": 8}))
+    out = write_run_log(branch / "checkpoints" / "last.ckpt", tmp_path / "log.csv")
+    with open(out, newline="") as f:
+        got = [(int(r["step"]), float(r["train_loss"])) for r in csv.DictReader(f)]
+    assert got == [(s, 100.0 + s) for s in range(6)] + [(6, 110.0), (7, 111.0), (8, 0.0), (9, 1.0), (10, 2.0)]
+
+    # an origin recorded without run_steps (older runs), or whose log is gone, leaves the branch's log alone
+    (branch / WARM_START_FILE).write_text(json.dumps({"from": str(main / "checkpoints" / "last.ckpt")}))
+    assert [int(r["step"]) for r in run_log(branch / "checkpoints" / "last.ckpt")] == [0, 1, 2]
+    (branch / WARM_START_FILE).write_text(json.dumps({"from": str(tmp_path / "gone" / "checkpoints" / "x.ckpt"),
+                                                      "run_steps": 8}))
+    assert [int(r["step"]) for r in run_log(branch / "checkpoints" / "last.ckpt")] == [0, 1, 2]
 
 
 def test_periodic_checkpoint_waits_for_its_interval(tmp_path, monkeypatch):
