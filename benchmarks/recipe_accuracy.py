@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.reference import PROXY_DIR, proxy_samples, proxy_scores, synthetic_samples
 from i2l.config import get_config, project_root
 from i2l.infer import Predictor
-from i2l.train import fit, pick_cpu_threads, training_record
+from i2l.train import fit, pick_cpu_threads
 
 OUT = project_root() / "runs" / "recipe-accuracy"
 
@@ -39,26 +39,28 @@ def parse_arm(text: str) -> tuple[str, list[str]]:
     return name, [s for s in settings.split(",") if s.strip()]
 
 
-def train_arm(name: str, settings: list[str], args: argparse.Namespace) -> tuple[Path, float]:
-    """Train one arm afresh; its last checkpoint and the training's wall-clock hours."""
+def train_arm(name: str, settings: list[str], args: argparse.Namespace) -> tuple[Path, int, float]:
+    """Train one arm afresh; its last checkpoint, steps and the training's wall-clock hours."""
     cfg = get_config("reference").with_settings(settings).replace(
         run_name=f"recipe-{args.label}-{name}", synth_size=args.synth_size, init_from=args.init_from,
         max_time_minutes=args.minutes, checkpoint_every_minutes=None)
     overrides = {"max_steps": args.steps} if args.steps else {}
     t0 = time.perf_counter()
     result = fit(cfg, overwrite=True, progress_bar=False, **overrides)
-    return result.last_checkpoint, (time.perf_counter() - t0) / 3600
+    return result.last_checkpoint, result.global_step, (time.perf_counter() - t0) / 3600
 
 
-def read_arm(checkpoint: Path, hours: float, proxy: list, synthetic: list) -> dict:
+def read_arm(checkpoint: Path, proxy: list, synthetic: list) -> dict:
+    """Greedy scores of ``checkpoint`` through the Predictor on the proxy and the synthetic samples."""
     predictor = Predictor.load(checkpoint, device="cpu")
-    real = proxy_scores(predictor, proxy, beam=1)
-    synth = proxy_scores(predictor, synthetic, beam=1) if synthetic else {}
-    record = training_record(checkpoint)
-    return {"checkpoint": str(checkpoint), "steps": record.get("this_run", record)["steps"],
-            "train_hours": round(hours, 3),
-            "proxy": {k: real[k] for k in ("n", "bleu", "edit_accuracy", "exact_match")},
-            "synthetic": {k: synth[k] for k in ("n", "bleu", "edit_accuracy", "exact_match")} if synth else None}
+
+    def scores(samples: list) -> dict | None:
+        if not samples:
+            return None
+        s = proxy_scores(predictor, samples, beam=1)
+        return {k: s[k] for k in ("n", "bleu", "edit_accuracy", "exact_match")}
+
+    return {"checkpoint": str(checkpoint), "proxy": scores(proxy), "synthetic": scores(synthetic)}
 
 
 def markdown(result: dict) -> str:
@@ -97,8 +99,9 @@ def main() -> None:
               "threads": args.threads, "arms": []}
     OUT.mkdir(parents=True, exist_ok=True)
     for name, settings in arms:
-        checkpoint, hours = train_arm(name, settings, args)
-        arm = {"name": name, "settings": settings, **read_arm(checkpoint, hours, proxy, synthetic)}
+        checkpoint, steps, hours = train_arm(name, settings, args)
+        arm = {"name": name, "settings": settings, "steps": steps, "train_hours": round(hours, 3),
+               **read_arm(checkpoint, proxy, synthetic)}
         result["arms"].append(arm)
         print(json.dumps(arm), flush=True)
         (OUT / f"{args.label}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -192,16 +193,14 @@ def main() -> None:
                   "exact_match": result["proxy"]["exact_match"], "n": result["proxy"]["n"],
                   "simple_exact": result["simple"]["exact"], "simple_bleu": result["simple"]["bleu"]}
         from i2l.errors import I2LError
-        from i2l.pretrained import training_log
         from i2l.train import write_run_log
 
-        try:
-            training_log(args.checkpoint)
-            # the lineage's log: a cooldown branch's steps continue its main run's
-            log = write_run_log(args.checkpoint, Path(args.checkpoint).with_suffix(".metrics.csv"))
-        except I2LError:  # a checkpoint outside a run folder: shipped without its log
-            log = None
-        shipped = ship(args.checkpoint, scores, result["training"], metrics_csv=log)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:  # the lineage's log: a cooldown branch's steps continue its main run's
+                log = write_run_log(args.checkpoint, Path(tmp) / "metrics.csv")
+            except I2LError:  # a checkpoint outside a run folder: shipped without its log
+                log = None
+            shipped = ship(args.checkpoint, scores, result["training"], metrics_csv=log)
         if shipped:
             from i2l.pretrained import model_name
 

@@ -437,19 +437,25 @@ def run_log(checkpoint: str | Path) -> list[dict[str, str]]:
     The rows of its run's ``metrics.csv``, less those a resume repeated (a stretch stopped after its last
     checkpoint logs steps that the next stretch logs again: the later rows are the lineage's); preceded, for a run
     warm-started from another run's checkpoint (``warm_start.json`` with ``run_steps``), by that run's log up to
-    the branch, this run's steps then counted on from there. An origin whose log is gone starts the log."""
-    run = Path(checkpoint).resolve().parent.parent
-    rows = _lineage_rows(run / "metrics.csv")
-    origin_file = run / WARM_START_FILE
+    the branch, this run's steps then counted on from there. An origin whose log is gone starts the log.
+    A checkpoint outside a run folder raises :class:`I2LError` (:func:`i2l.pretrained.training_log`)."""
+    from i2l.pretrained import training_log
+
+    log = training_log(checkpoint)
+    rows = _lineage_rows(log)
+    origin_file = log.parent / WARM_START_FILE
     if not origin_file.is_file():
         return rows
     origin = json.loads(origin_file.read_text())
+    if "run_steps" not in origin:
+        return rows
     source = Path(origin["from"])
-    source = source if source.is_absolute() else project_root() / source
-    if "run_steps" not in origin or not (source.parent.parent / "metrics.csv").is_file():
+    try:
+        earlier = run_log(source if source.is_absolute() else project_root() / source)
+    except I2LError:  # the origin's run folder is gone
         return rows
     branch = int(origin["run_steps"])
-    before = [r for r in run_log(source) if _step(r) is not None and _step(r) < branch]
+    before = [r for r in earlier if _step(r) is not None and _step(r) < branch]
     for r in rows:
         if _step(r) is not None:
             r["step"] = str(_step(r) + branch)
